@@ -1,0 +1,98 @@
+"""The records stages hand each other: speech spans, words, segments, transcripts.
+
+They are small frozen dataclasses that round-trip through JSON in the job directory.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class SpeechSpan:
+    """A stretch of audio that holds speech, in seconds from the start."""
+
+    start: float
+    end: float
+
+
+@dataclass(frozen=True)
+class Word:
+    """One recognised word with its timing (seconds) and the model's confidence."""
+
+    start: float
+    end: float
+    text: str
+    probability: float = 1.0
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A run of words the recogniser emitted together."""
+
+    start: float
+    end: float
+    text: str
+    words: tuple[Word, ...] = ()
+    speaker: str | None = None
+
+
+@dataclass(frozen=True)
+class Transcript:
+    """What ASR produced for one media file.
+
+    Attributes:
+        language: ISO 639-1 code of the spoken language.
+        duration: Length of the audio in seconds.
+        segments: Recognised segments in time order.
+        model: Which model made it: name, revision, backend, options.
+    """
+
+    language: str
+    duration: float
+    segments: tuple[Segment, ...] = ()
+    model: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def text(self) -> str:
+        """The whole transcript as one string."""
+        return " ".join(s.text.strip() for s in self.segments if s.text.strip())
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for JSON."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Transcript:
+        """Inverse of :meth:`to_dict`."""
+        segments = tuple(
+            Segment(
+                start=s["start"],
+                end=s["end"],
+                text=s["text"],
+                words=tuple(Word(**w) for w in s.get("words", ())),
+                speaker=s.get("speaker"),
+            )
+            for s in data.get("segments", ())
+        )
+        return cls(
+            language=data["language"],
+            duration=data["duration"],
+            segments=segments,
+            model=dict(data.get("model", {})),
+        )
+
+    def save(self, path: Path) -> Path:
+        """Write as JSON (atomically: temp file then rename)."""
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(json.dumps(self.to_dict(), ensure_ascii=False, indent=1), encoding="utf-8")
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> Transcript:
+        """Read what :meth:`save` wrote."""
+        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))

@@ -1,0 +1,145 @@
+"""One error root for voxflow, each error also a stdlib type, each message saying what to run.
+
+Every error carries an ``exit_code`` that the CLI maps to the process status:
+0 success, 1 the work failed, 2 bad usage or bad input (fix something, then run again).
+"""
+
+from __future__ import annotations
+
+
+class VoxflowError(Exception):
+    """Root of every error voxflow raises on purpose."""
+
+    exit_code = 1
+
+
+class BadInput(VoxflowError, ValueError):
+    """The caller asked for something that cannot work as given."""
+
+    exit_code = 2
+
+
+class MediaNotFound(BadInput, FileNotFoundError):
+    """The media path does not exist or is not a file."""
+
+    def __init__(self, path: str) -> None:
+        self.path = str(path)
+        super().__init__(f"media file not found: {self.path} (expected an existing audio or video file)")
+
+    def __str__(self) -> str:  # OSError's __str__ would print the errno tuple
+        return self.args[0]
+
+
+class NotMedia(BadInput):
+    """The file exists but no demuxer can read it."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = str(path)
+        super().__init__(
+            f"{self.path} is not a media file ffmpeg can read ({reason}); "
+            "expected audio or video such as .wav, .mp3, .m4a, .mp4, .mkv"
+        )
+
+
+class NoAudioStream(BadInput):
+    """The container has no audio stream (or not the one asked for)."""
+
+    def __init__(self, path: str, found: str) -> None:
+        self.path = str(path)
+        super().__init__(f"{self.path} has no usable audio stream: found {found}")
+
+
+class ProfileError(BadInput):
+    """A profile or catalog is unknown or invalid.
+
+    Attributes:
+        file: The YAML file at fault, when there is one.
+        key_path: Dotted path of the offending key, e.g. ``stages.asr.backend``.
+        allowed: The values that would have been accepted.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        key_path: str | None = None,
+        allowed: list[str] | tuple[str, ...] | None = None,
+    ) -> None:
+        self.file = file
+        self.key_path = key_path
+        self.allowed = list(allowed) if allowed is not None else None
+        where = ""
+        if file:
+            where = f"{file}: "
+        if key_path:
+            where += f"{key_path}: "
+        text = where + message
+        if self.allowed is not None:
+            text += f" (allowed: {', '.join(self.allowed) if self.allowed else 'none'})"
+        super().__init__(text)
+
+
+class ModelNotWarmed(VoxflowError, FileNotFoundError):
+    """A model the profile needs is not in the model volume, or does not match its manifest.
+
+    Attributes:
+        model: Catalog name of the model.
+        path: Where the store looked for it.
+    """
+
+    exit_code = 2
+
+    def __init__(self, model: str, path: str, detail: str, command: str) -> None:
+        self.model = model
+        self.path = str(path)
+        self.command = command
+        super().__init__(f"model {model!r} is not warmed in {self.path}: {detail}; run `{command}`")
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+class CacheCorrupt(VoxflowError):
+    """A warmed model's files no longer match their manifest (size or sha256)."""
+
+    def __init__(self, model: str, file: str, detail: str, command: str) -> None:
+        self.model = model
+        self.file = file
+        super().__init__(f"model {model!r} is corrupt: {file}: {detail}; run `{command}` to repair it")
+
+
+class StoreReadOnly(VoxflowError, PermissionError):
+    """The model volume cannot be written (warm needs a writable volume; inference does not)."""
+
+    def __init__(self, root: str, detail: str) -> None:
+        self.root = str(root)
+        super().__init__(
+            f"the model volume {self.root} is read-only ({detail}); warm it from a host that "
+            "mounts it read-write, inference can use it read-only"
+        )
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+class SourceError(VoxflowError):
+    """A model source could not deliver the files the catalog lists."""
+
+
+class BackendUnavailable(VoxflowError, ImportError):
+    """A stage's backend needs a package (or hardware) that this machine lacks."""
+
+    exit_code = 2
+
+    def __init__(self, stage: str, backend: str, package: str, hint: str) -> None:
+        self.stage = stage
+        self.backend = backend
+        self.package = package
+        super().__init__(
+            f"stage {stage!r} uses backend {backend!r}, which needs the {package!r} package: {hint}"
+        )
+
+
+class LoadCheckFailed(VoxflowError):
+    """A warmed model could not be loaded and run offline by its own backend."""
