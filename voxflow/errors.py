@@ -6,6 +6,8 @@ Every error carries an ``exit_code`` that the CLI maps to the process status:
 
 from __future__ import annotations
 
+import errno
+
 
 class VoxflowError(Exception):
     """Root of every error voxflow raises on purpose."""
@@ -24,7 +26,9 @@ class MediaNotFound(BadInput, FileNotFoundError):
 
     def __init__(self, path: str) -> None:
         self.path = str(path)
-        super().__init__(f"media file not found: {self.path} (expected an existing audio or video file)")
+        super().__init__(
+            f"media file not found: {self.path} (expected an existing audio or video file)"
+        )
 
     def __str__(self) -> str:  # OSError's __str__ would print the errno tuple
         return self.args[0]
@@ -93,6 +97,7 @@ class ModelNotWarmed(VoxflowError, FileNotFoundError):
     def __init__(self, model: str, path: str, detail: str, command: str) -> None:
         self.model = model
         self.path = str(path)
+        self.detail = detail
         self.command = command
         super().__init__(f"model {model!r} is not warmed in {self.path}: {detail}; run `{command}`")
 
@@ -106,7 +111,9 @@ class CacheCorrupt(VoxflowError):
     def __init__(self, model: str, file: str, detail: str, command: str) -> None:
         self.model = model
         self.file = file
-        super().__init__(f"model {model!r} is corrupt: {file}: {detail}; run `{command}` to repair it")
+        super().__init__(
+            f"model {model!r} is corrupt: {file}: {detail}; run `{command}` to repair it"
+        )
 
 
 class StoreReadOnly(VoxflowError, PermissionError):
@@ -143,3 +150,32 @@ class BackendUnavailable(VoxflowError, ImportError):
 
 class LoadCheckFailed(VoxflowError):
     """A warmed model could not be loaded and run offline by its own backend."""
+
+
+class StoreFull(VoxflowError, OSError):
+    """The model volume ran out of space while warming (ENOSPC); no manifest was written.
+
+    Attributes:
+        root: The model volume.
+        model: Catalog name of the model being warmed.
+        needed: Bytes the model needs in all.
+        free: Bytes free on the volume when the write failed.
+    """
+
+    def __init__(self, root: str, model: str, needed: int, free: int) -> None:
+        self.root = str(root)
+        self.model = model
+        self.needed = needed
+        self.free = free
+        super().__init__(
+            f"the model volume {self.root} is full: needed {needed / 1e6:.0f} MB for {model}, "
+            f"{free / 1e6:.0f} MB free; free some space or warm into a larger volume"
+        )
+        self.errno = errno.ENOSPC  # so `except OSError` callers can still test e.errno
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+class WarmFailed(VoxflowError):
+    """Some model could not be warmed, or a stage did not load offline."""

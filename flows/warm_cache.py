@@ -1,0 +1,59 @@
+"""The warm-cache flow: every model a profile needs into the volume, then an offline load check."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, unmapped
+from prefect.artifacts import create_table_artifact
+
+from blocks.model_store import ModelStore
+from profiles import load_catalog, load_profile, resolve_profile
+from tasks.preflight import warm_command
+from tasks.warm import load_check, outcome_rows, warm_model
+from voxflow.errors import WarmFailed
+from voxflow.settings import load_settings
+
+
+@flow(name="warm-cache", log_prints=False)
+def warm_cache(profile: str = "auto", store: str | None = None,
+               load_checks: bool = True, force: bool = False) -> list[dict[str, Any]]:
+    """Warm every model the profile's enabled stages need, then load-check each stage offline.
+
+    Args:
+        profile: Hardware profile to warm for (cpu, cuda, mlx, openvino, or auto).
+        store: Model volume root ($VOXFLOW_STORE or ./models when empty).
+        load_checks: Run each stage's offline load check after warming.
+        force: Copy every file again even if sizes match (repairs a flipped byte).
+
+    Returns:
+        One row per model: model, source, revision, size, files, status, load check.
+
+    Raises:
+        WarmFailed: A model could not be warmed, or a stage failed its load check.
+    """
+    chosen = load_profile(resolve_profile(profile))
+    catalog = load_catalog()
+    model_store = ModelStore(root=str(store or load_settings().store))
+    specs = [catalog[name] for name in chosen.models()]
+    outcomes = warm_model.map(unmapped(model_store), specs, force=unmapped(force)).result()
+
+    warmed = {o.model: o for o in outcomes if o.status != "failed"}
+    checks = {}
+    if load_checks:
+        for stage in chosen.enabled_stages():
+            if stage.model in warmed:
+                checks[stage.stage] = load_check(stage, stage.model, warmed[stage.model].path)
+
+    rows = outcome_rows(outcomes, checks)
+    create_table_artifact(key=f"model-cache-{chosen.name}", table=rows,
+                          description=f"models of profile {chosen.name} in {model_store.root}")
+    failed = [o for o in outcomes if o.status == "failed"]
+    broken = [c for c in checks.values() if not c.ok]
+    if failed or broken:
+        lines = [f"{o.model}: {o.error}" for o in failed]
+        lines += [f"{c.stage}/{c.backend} ({c.model}) does not load offline: {c.detail}"
+                  for c in broken]
+        raise WarmFailed(f"warming profile {chosen.name!r} failed:\n  " + "\n  ".join(lines)
+                         + f"\nfix the cause, then run `{warm_command(chosen, model_store)}` again")
+    return rows

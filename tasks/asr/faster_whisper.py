@@ -1,0 +1,113 @@
+"""faster-whisper (CTranslate2) ASR, batched over VAD windows, loaded from a local folder."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tasks.asr import AsrBackend, group_spans
+from tasks.transcript import Segment, SpeechSpan, Transcript, Word
+from voxflow.errors import BadInput
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FasterWhisperOptions:
+    """faster-whisper options.
+
+    Attributes:
+        device: ``cpu``, ``cuda`` or ``auto``.
+        compute_type: CTranslate2 compute type (``int8``, ``float16``, ``int8_float16``, ...).
+        batch_size: Windows decoded together; 1 runs the sequential decoder.
+        beam_size: Beam width.
+        cpu_threads: Threads per CTranslate2 replica; 0 lets CTranslate2 choose.
+        word_timestamps: Align words (needed for exact subtitle cues).
+    """
+
+    device: str = "cpu"
+    compute_type: str = "int8"
+    batch_size: int = 8
+    beam_size: int = 5
+    cpu_threads: int = 0
+    word_timestamps: bool = True
+
+
+class FasterWhisperAsr(AsrBackend):
+    """faster-whisper's WhisperModel (and BatchedInferencePipeline when batch_size > 1)."""
+
+    name = "faster-whisper"
+    Options = FasterWhisperOptions
+    requires = (("faster_whisper", "faster-whisper"), ("ctranslate2", "ctranslate2"))
+
+    def __init__(self, model_path: Path | None, options: FasterWhisperOptions) -> None:
+        super().__init__(model_path, options)
+        from faster_whisper import BatchedInferencePipeline, WhisperModel
+
+        self.model = WhisperModel(
+            str(model_path),
+            device=options.device,
+            compute_type=options.compute_type,
+            cpu_threads=options.cpu_threads,
+            local_files_only=True,
+        )
+        self.pipeline = BatchedInferencePipeline(self.model) if options.batch_size > 1 else None
+
+    def transcribe(
+        self, audio: np.ndarray, spans: list[SpeechSpan], language: str | None
+    ) -> Transcript:
+        """Transcribe the speech windows of 16 kHz audio.
+
+        Raises:
+            BadInput: A language other than English was asked of an English-only model.
+        """
+        duration = len(audio) / 16_000
+        if language and not self.model.model.is_multilingual and language != "en":
+            raise BadInput(
+                f"the model {Path(str(self.model_path)).name} is English-only; "
+                f"language {language!r} was asked for (use a multilingual model or --language en)"
+            )
+        if not spans:
+            return Transcript(language=language or "en", duration=duration)
+        windows = group_spans(spans)
+        opts = self.options
+        if self.pipeline is not None:
+            segments, info = self.pipeline.transcribe(
+                audio,
+                language=language,
+                beam_size=opts.beam_size,
+                word_timestamps=opts.word_timestamps,
+                clip_timestamps=[{"start": w.start, "end": w.end} for w in windows],
+                batch_size=opts.batch_size,
+            )
+        else:
+            segments, info = self.model.transcribe(
+                audio,
+                language=language,
+                beam_size=opts.beam_size,
+                word_timestamps=opts.word_timestamps,
+                clip_timestamps=[t for w in windows for t in (w.start, w.end)],
+                vad_filter=False,
+            )
+        out: list[Segment] = []
+        next_report = 0.0
+        for seg in segments:
+            out.append(_segment(seg))
+            if seg.end >= next_report:
+                log.info("asr: %.0f / %.0f s", min(seg.end, duration), duration)
+                next_report = seg.end + max(30.0, duration / 10)
+        out.sort(key=lambda s: s.start)
+        return Transcript(language=info.language, duration=duration, segments=tuple(out))
+
+
+def _segment(seg) -> Segment:
+    words = tuple(
+        Word(start=round(w.start, 3), end=round(w.end, 3), text=w.word,
+             probability=round(float(w.probability), 4))
+        for w in (seg.words or ())
+    )
+    return Segment(start=round(seg.start, 3), end=round(seg.end, 3), text=seg.text.strip(),
+                   words=words)

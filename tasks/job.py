@@ -1,0 +1,125 @@
+"""The job directory and its stage cache.
+
+A job directory is ``<output>/<media-stem>-<sha8>/``. Each finished stage leaves
+``stages/<stage>.json`` holding its cache key, its result record and its time. The key hashes
+(the media content, the stage's config including model revisions, the upstream stage's key), so
+re-running the same file skips finished stages, a changed config reruns from that stage on, and a
+run killed mid-flow resumes at the first stage without a record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tasks.media import check_media_path, content_hash
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One media file's working directory.
+
+    Attributes:
+        media: The input file.
+        directory: ``<output>/<stem>-<sha8>``.
+        sha256: The input's content hash.
+        stem: The input's file name without its suffix.
+    """
+
+    media: str
+    directory: str
+    sha256: str
+    stem: str
+
+    @property
+    def path(self) -> Path:
+        """The directory as a Path."""
+        return Path(self.directory)
+
+    def stage_file(self, stage: str) -> Path:
+        """Where a stage's record lives."""
+        return self.path / "stages" / f"{stage}.json"
+
+
+def open_job(media: str | os.PathLike[str], output_dir: str | os.PathLike[str]) -> Job:
+    """Hash the media and create its job directory.
+
+    Raises:
+        MediaNotFound: The media file does not exist.
+    """
+    path = check_media_path(media)
+    digest = content_hash(path)
+    directory = Path(output_dir) / f"{path.stem}-{digest[:8]}"
+    (directory / "stages").mkdir(parents=True, exist_ok=True)
+    return Job(media=str(path.resolve()), directory=str(directory.resolve()), sha256=digest,
+               stem=path.stem)
+
+
+def stage_key(job: Job, stage: str, config: dict[str, Any], upstream: str | None) -> str:
+    """The cache key of a stage run: content hash, stage config, upstream key."""
+    blob = json.dumps({"media": job.sha256, "stage": stage, "config": config,
+                       "upstream": upstream}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class StageResult:
+    """What a stage returned, whether it came from the cache, and what it cost."""
+
+    stage: str
+    key: str
+    result: dict[str, Any]
+    seconds: float
+    cached: bool
+
+
+def run_stage(
+    job: Job,
+    stage: str,
+    config: dict[str, Any],
+    upstream: str | None,
+    compute: Callable[[], dict[str, Any]],
+    outputs: Callable[[dict[str, Any]], list[str]] = lambda r: [],
+) -> StageResult:
+    """Run a stage, or return its recorded result if the same work was finished before.
+
+    Args:
+        job: The job directory.
+        stage: Stage name (the record's file name).
+        config: Everything that changes the stage's output (options, model revisions).
+        upstream: The key of the stage whose output this one reads.
+        compute: Does the work; returns a JSON-able record.
+        outputs: The files a record promises; a record whose files are gone is not trusted.
+    """
+    key = stage_key(job, stage, config, upstream)
+    record_file = job.stage_file(stage)
+    if record_file.exists():
+        try:
+            record = json.loads(record_file.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            log.warning("%s: ignoring unreadable stage record %s (%s)", stage, record_file, e)
+            record = {}
+        if record.get("key") == key and all(Path(p).exists() for p in outputs(record["result"])):
+            log.info("%s: cached (key %s), skipping", stage, key)
+            return StageResult(stage, key, record["result"], record["seconds"], cached=True)
+    started = time.perf_counter()
+    result = compute()
+    seconds = round(time.perf_counter() - started, 3)
+    record = {"stage": stage, "key": key, "config": config, "upstream": upstream,
+              "result": result, "seconds": seconds,
+              "finished_at": datetime.now(UTC).isoformat(timespec="seconds")}
+    tmp = record_file.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(record, indent=1, default=str))
+    os.replace(tmp, record_file)
+    log.info("%s: done in %.2f s", stage, seconds)
+    return StageResult(stage, key, result, seconds, cached=False)

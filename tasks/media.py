@@ -1,0 +1,143 @@
+"""media.extract: any container ffmpeg reads -> 16 kHz mono 16-bit WAV in the job directory.
+
+Decoding streams frame by frame through PyAV's resampler, so memory stays bounded however long
+the input is. The WAV is written under a temporary name and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import wave
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from voxflow.errors import MediaNotFound, NoAudioStream, NotMedia
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16_000
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """The extracted audio and where it came from.
+
+    Attributes:
+        path: The 16 kHz mono WAV in the job directory.
+        duration: Seconds of audio.
+        stream_index: Which audio stream of the container was used (0 = first audio stream).
+        codec: The source stream's codec name.
+    """
+
+    path: str
+    duration: float
+    stream_index: int
+    codec: str
+
+
+def check_media_path(media: str | os.PathLike[str]) -> Path:
+    """Return the media path if it is an existing file, else raise MediaNotFound."""
+    path = Path(media)
+    if not path.is_file():
+        raise MediaNotFound(str(path))
+    return path
+
+
+def content_hash(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    """sha256 hex digest of a file's bytes (the job directory and stage caches key on it)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _open_container(path: Path):
+    import av
+
+    try:
+        return av.open(str(path), mode="r")
+    except av.FFmpegError as e:
+        raise NotMedia(str(path), str(e)) from e
+
+
+def extract_audio(
+    media: str | os.PathLike[str], dest: str | os.PathLike[str], stream: int | None = None
+) -> AudioInfo:
+    """Decode one audio stream of a media file to a 16 kHz mono 16-bit PCM WAV.
+
+    Args:
+        media: Path to an audio or video file.
+        dest: Where to write the WAV.
+        stream: Which audio stream to use, counting audio streams from 0; the first by default.
+
+    Returns:
+        Facts about the written audio.
+
+    Raises:
+        MediaNotFound: The file does not exist.
+        NotMedia: ffmpeg cannot read the file.
+        NoAudioStream: The file has no audio stream, or not the one asked for.
+    """
+    import av
+
+    src = check_media_path(media)
+    dest = Path(dest)
+    with _open_container(src) as container:
+        audio_streams = list(container.streams.audio)
+        if not audio_streams:
+            kinds = sorted({s.type for s in container.streams}) or ["no streams at all"]
+            raise NoAudioStream(str(src), "only " + ", ".join(kinds) + " streams")
+        index = 0 if stream is None else stream
+        if not 0 <= index < len(audio_streams):
+            raise NoAudioStream(
+                str(src),
+                f"{len(audio_streams)} audio stream(s); stream {index} was asked for "
+                f"(choose 0..{len(audio_streams) - 1})",
+            )
+        chosen = audio_streams[index]
+        resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
+        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+        samples = 0
+        try:
+            with wave.open(str(tmp), "wb") as out:
+                out.setnchannels(1)
+                out.setsampwidth(2)
+                out.setframerate(SAMPLE_RATE)
+                try:
+                    for frame in container.decode(chosen):
+                        for piece in resampler.resample(frame):
+                            data = piece.to_ndarray().tobytes()
+                            samples += len(data) // 2
+                            out.writeframes(data)
+                    for piece in resampler.resample(None):
+                        data = piece.to_ndarray().tobytes()
+                        samples += len(data) // 2
+                        out.writeframes(data)
+                except av.FFmpegError as e:
+                    raise NotMedia(str(src), f"decoding audio stream {index} failed: {e}") from e
+            os.replace(tmp, dest)
+        finally:
+            tmp.unlink(missing_ok=True)
+        codec = chosen.codec_context.name
+    info = AudioInfo(
+        path=str(dest), duration=samples / SAMPLE_RATE, stream_index=index, codec=codec
+    )
+    log.info("extracted %.1f s of %s audio from %s", info.duration, codec, src.name)
+    return info
+
+
+def load_wav(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read a 16 kHz mono 16-bit WAV (as written by :func:`extract_audio`) as float32 in [-1, 1]."""
+    with wave.open(str(path), "rb") as f:
+        if f.getframerate() != SAMPLE_RATE or f.getnchannels() != 1 or f.getsampwidth() != 2:
+            raise ValueError(
+                f"{path}: expected 16 kHz mono 16-bit PCM, found {f.getframerate()} Hz, "
+                f"{f.getnchannels()} channel(s), {8 * f.getsampwidth()}-bit"
+            )
+        raw = f.readframes(f.getnframes())
+    return np.frombuffer(raw, dtype=np.int16).astype(np.float32) / 32768.0

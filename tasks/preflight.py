@@ -1,0 +1,81 @@
+"""preflight: before any inference, prove every model and package the profile needs is here."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from blocks.model_store import ModelStore
+from profiles import Profile, can_run, load_catalog
+from tasks.registry import resolve
+from voxflow.errors import BadInput, ModelNotWarmed
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ReadyStage:
+    """A stage that passed preflight: its backend and the local model it will load.
+
+    Attributes:
+        stage: Stage name.
+        backend: Backend name.
+        model: Catalog name of the model, if the stage has one.
+        revision: The model's pinned revision.
+        path: The model's snapshot folder in the volume.
+    """
+
+    stage: str
+    backend: str
+    model: str | None
+    revision: str | None
+    path: str | None
+
+
+def warm_command(profile: Profile, store: ModelStore) -> str:
+    """The command that fills the volume for a profile."""
+    return f"voxflow warm --profile {profile.name} --store {store.root}"
+
+
+def preflight(profile: Profile, store: ModelStore) -> dict[str, ReadyStage]:
+    """Check hardware, backend packages and warmed models for every enabled stage.
+
+    Args:
+        profile: The resolved profile.
+        store: The model volume.
+
+    Returns:
+        Stage name -> what it will run with, in pipeline order.
+
+    Raises:
+        BadInput: This machine lacks the profile's hardware.
+        BackendUnavailable: A backend's package is missing.
+        ModelNotWarmed: Models are missing or do not match their manifests (all are named).
+    """
+    ok, reason = can_run(profile)
+    if not ok:
+        raise BadInput(f"profile {profile.name!r} cannot run on this machine: {reason}; "
+                       "choose another with --profile (see `voxflow profiles`)")
+    catalog = load_catalog()
+    ready: dict[str, ReadyStage] = {}
+    cold: list[ModelNotWarmed] = []
+    command = warm_command(profile, store)
+    for spec in profile.enabled_stages():
+        resolve(spec)
+        if spec.model is None:
+            ready[spec.stage] = ReadyStage(spec.stage, spec.backend, None, None, None)
+            continue
+        model = catalog[spec.model]
+        try:
+            path = store.locate(model, warm_command=command)
+        except ModelNotWarmed as e:
+            cold.append(e)
+            continue
+        ready[spec.stage] = ReadyStage(spec.stage, spec.backend, model.name, model.revision,
+                                       str(path))
+    if cold:
+        details = "; ".join(f"{e.model}: {e.detail}" for e in cold)
+        raise ModelNotWarmed(", ".join(e.model for e in cold), store.root, details, command)
+    log.info("preflight: %s ready (%s)", profile.name,
+             ", ".join(f"{s.stage}={s.model or s.backend}" for s in ready.values()))
+    return ready

@@ -1,0 +1,141 @@
+"""Backends behind one small interface per stage, picked by name from a registry.
+
+The profile names a backend per stage; this module turns the name into a class, the profile's
+option mapping into the backend's frozen options dataclass (refusing unknown keys), and keeps one
+loaded model per (backend, model path, options) for the life of the process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import importlib.util
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from profiles import KNOWN_BACKENDS, StageSpec
+from tasks.backend import Backend
+from voxflow.errors import BackendUnavailable, ProfileError
+
+log = logging.getLogger(__name__)
+
+# stage -> backend name -> "module:Class". Imported lazily, so a backend's heavy or missing
+# packages only matter when a profile actually selects it.
+_IMPLEMENTED: dict[str, dict[str, str]] = {
+    "vad": {"silero": "tasks.vad.silero:SileroVad"},
+    "asr": {"faster-whisper": "tasks.asr.faster_whisper:FasterWhisperAsr"},
+}
+
+
+def backend_class(stage: str, name: str) -> type[Backend]:
+    """The class registered for a stage's backend.
+
+    Raises:
+        ProfileError: The name is not a backend of that stage.
+        BackendUnavailable: The backend is known but not implemented in this version.
+    """
+    known = KNOWN_BACKENDS.get(stage)
+    if known is None:
+        raise ProfileError(f"unknown stage {stage!r}", allowed=list(KNOWN_BACKENDS))
+    if name not in known:
+        raise ProfileError(
+            f"unknown backend {name!r} for stage {stage!r}", key_path=f"stages.{stage}.backend",
+            allowed=list(known),
+        )
+    target = _IMPLEMENTED.get(stage, {}).get(name)
+    if target is None:
+        raise BackendUnavailable(
+            stage, name, f"voxflow-{stage}-{name}",
+            "this backend is declared but not implemented in this version of voxflow; "
+            "disable the stage in the profile or choose one of: "
+            + ", ".join(sorted(_IMPLEMENTED.get(stage, {})) or ["(none yet)"]),
+        )
+    module_name, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module_name), attr)
+
+
+def parse_options(options_type: type, values: Mapping[str, Any], where: str) -> Any:
+    """Build a backend's options dataclass from a profile mapping, refusing unknown keys.
+
+    Args:
+        options_type: The backend's frozen options dataclass.
+        values: The ``options`` mapping from the profile.
+        where: Key path for errors, e.g. ``stages.asr.options``.
+    """
+    fields = {f.name: f for f in dataclasses.fields(options_type)}
+    for key, value in values.items():
+        if key not in fields:
+            raise ProfileError(f"unknown option {key!r}", key_path=f"{where}.{key}",
+                               allowed=sorted(fields))
+        default = getattr(options_type(), key)
+        if default is not None and value is not None and not _same_kind(default, value):
+            raise ProfileError(
+                f"expected {type(default).__name__}, found {type(value).__name__} {value!r}",
+                key_path=f"{where}.{key}",
+            )
+    return options_type(**dict(values))
+
+
+def _same_kind(default: Any, value: Any) -> bool:
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(default, bool) and isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, int | float)
+    return isinstance(value, type(default))
+
+
+def missing_packages(cls: type[Backend]) -> list[str]:
+    """pip requirements of a backend whose modules cannot be found here (no import is done)."""
+    return [pip for module, pip in cls.requires if importlib.util.find_spec(module) is None]
+
+
+def resolve(spec: StageSpec) -> tuple[type[Backend], Any]:
+    """Class and parsed options for a profile's stage, checking its packages are installed.
+
+    Raises:
+        ProfileError: Unknown backend or option.
+        BackendUnavailable: A package the backend needs is missing.
+    """
+    cls = backend_class(spec.stage, spec.backend)
+    options = parse_options(cls.Options, spec.options, f"stages.{spec.stage}.options")
+    missing = missing_packages(cls)
+    if missing:
+        raise BackendUnavailable(
+            spec.stage, spec.backend, missing[0],
+            f"install it with `pip install {' '.join(missing)}`",
+        )
+    return cls, options
+
+
+class ModelPool:
+    """One loaded backend per (backend, model path, options), so a batch loads each model once."""
+
+    def __init__(self) -> None:
+        self._items: dict[tuple[Any, ...], Backend] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[Any, ...], factory: Callable[[], Backend]) -> Backend:
+        """The pooled backend for key, built by factory on first use."""
+        with self._lock:
+            if key not in self._items:
+                log.info("loading %s", key[0])
+                self._items[key] = factory()
+            return self._items[key]
+
+    def release(self) -> None:
+        """Drop every loaded model (the one place that frees their memory)."""
+        with self._lock:
+            self._items.clear()
+
+
+POOL = ModelPool()
+
+
+def load_backend(spec: StageSpec, model_path: Path | None) -> Backend:
+    """A ready backend for a profile's stage, from the pool."""
+    cls, options = resolve(spec)
+    key = (f"{spec.stage}:{spec.backend}", str(model_path), options)
+    return POOL.get(key, lambda: cls(model_path, options))

@@ -1,0 +1,89 @@
+"""warm: fill the model volume for a profile, then prove each stage loads offline."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from prefect import task
+from prefect.cache_policies import NONE
+
+from blocks.model_store import ModelStore
+from profiles import ModelSpec, StageSpec
+from tasks.loadcheck import LoadCheck, run_load_check
+from voxflow.errors import VoxflowError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WarmOutcome:
+    """One model's warm, as reported in the artifact: status is warmed, present or failed."""
+
+    model: str
+    source: str
+    revision: str
+    status: str
+    files: int
+    bytes: int
+    seconds: float
+    path: str | None
+    error: str | None = None
+
+
+def warm_one(store: ModelStore, spec: ModelSpec, force: bool = False) -> WarmOutcome:
+    """Warm one model; a failure becomes a 'failed' outcome so the others still run."""
+    try:
+        result = store.warm(spec, progress=_progress(spec.name), force=force)
+    except VoxflowError as e:
+        log.error("warm %s failed: %s", spec.name, e)
+        return WarmOutcome(spec.name, spec.source, spec.revision, "failed", 0, 0, 0.0, None,
+                           str(e))
+    log.info("%s: %s (%d files, %.1f MB)", spec.name, result.status, result.files,
+             result.bytes / 1e6)
+    return WarmOutcome(spec.name, spec.source, spec.revision, result.status, result.files,
+                       result.bytes, round(result.seconds, 3), str(result.path))
+
+
+def _progress(name: str):
+    def report(file: str, done: int, total: int) -> None:
+        if done == total:  # one line per file: chunk-level lines would flood the run log
+            log.info("%s: copied %s (%.1f MB)", name, file, total / 1e6)
+
+    return report
+
+
+@task(name="warm-model", cache_policy=NONE, task_run_name="warm {spec.name}")
+def warm_model(store: ModelStore, spec: ModelSpec, force: bool = False) -> WarmOutcome:
+    """Prefect face of :func:`warm_one`."""
+    return warm_one(store, spec, force)
+
+
+@task(name="load-check", cache_policy=NONE, task_run_name="load-check {spec.stage}")
+def load_check(spec: StageSpec, model: str | None, model_path: str | None) -> LoadCheck:
+    """The stage's own backend loads its model and runs 1 s of audio, with the network off."""
+    outcome = run_load_check(spec.stage, spec.backend, dict(spec.options), model, model_path)
+    if outcome.ok:
+        log.info("load check %s/%s: ok in %.1f s (%s)", spec.stage, spec.backend,
+                 outcome.seconds, outcome.detail)
+    else:
+        log.error("load check %s/%s failed: %s", spec.stage, spec.backend, outcome.detail)
+    return outcome
+
+
+def outcome_rows(outcomes: list[WarmOutcome], checks: dict[str, LoadCheck]) -> list[dict]:
+    """Rows of the warm artifact table: model, source, size, files, status, load check."""
+    by_model = {c.model: c for c in checks.values() if c.model}
+    rows = []
+    for o in outcomes:
+        check = by_model.get(o.model)
+        rows.append({
+            "model": o.model, "source": o.source, "revision": o.revision,
+            "size_mb": round(o.bytes / 1e6, 1), "files": o.files, "status": o.status,
+            "load_check": "-" if check is None else
+            (f"ok ({check.seconds:.1f} s)" if check.ok else f"FAILED: {check.detail}"),
+        })
+    return rows
+
+
+
