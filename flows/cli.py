@@ -30,22 +30,33 @@ _PROCESS_ENV = {
 def _parser() -> argparse.ArgumentParser:
     settings = load_settings()
     parser = argparse.ArgumentParser(
-        prog="voxflow", description="Media to transcripts and subtitles with open speech models.")
+        prog="voxflow", description="Media to transcripts and subtitles with open speech models."
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--profile", default=settings.profile,
-                       help="hardware profile: cpu, cuda, mlx, openvino, a .yaml path, or auto "
-                            "(default: $VOXFLOW_PROFILE or auto)")
-        p.add_argument("--store", default=str(settings.store),
-                       help="model volume root (default: $VOXFLOW_STORE or ./models)")
+        p.add_argument(
+            "--profile",
+            default=settings.profile,
+            help="hardware profile: cpu, cuda, mlx, openvino, a .yaml path, or auto "
+            "(default: $VOXFLOW_PROFILE or auto)",
+        )
+        p.add_argument(
+            "--store",
+            default=str(settings.store),
+            help="model volume root (default: $VOXFLOW_STORE or ./models)",
+        )
 
-    p = sub.add_parser("warm", help="fetch the profile's models into the volume and load-check "
-                                    "them offline")
+    p = sub.add_parser(
+        "warm", help="fetch the profile's models into the volume and load-check them offline"
+    )
     common(p)
     p.add_argument("--no-load-check", action="store_true", help="skip the offline load checks")
-    p.add_argument("--force", action="store_true",
-                   help="copy every file again, even where sizes match (repairs corruption)")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="copy every file again, even where sizes match (repairs corruption)",
+    )
     p.set_defaults(run=_warm)
 
     p = sub.add_parser("verify", help="check the profile's warmed models against their manifests")
@@ -56,18 +67,31 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("transcribe", help="transcribe media files into subtitles")
     p.add_argument("media", nargs="+", help="audio or video files")
     common(p)
-    p.add_argument("--language", default=None, help="spoken language (ISO 639-1); detected "
-                                                    "when omitted")
-    p.add_argument("--format", default="srt,vtt,json,txt",
-                   help="comma-separated output formats (default: srt,vtt,json,txt)")
-    p.add_argument("--output", default=str(settings.output),
-                   help="output folder (default: $VOXFLOW_OUTPUT or ./output)")
-    p.add_argument("--audio-stream", type=int, default=None,
-                   help="audio stream to use, counting from 0 (default: the first)")
+    p.add_argument(
+        "--language", default=None, help="spoken language (ISO 639-1); detected when omitted"
+    )
+    p.add_argument(
+        "--format",
+        default="srt,vtt,json,txt",
+        help="comma-separated output formats (default: srt,vtt,json,txt)",
+    )
+    p.add_argument(
+        "--output",
+        default=str(settings.output),
+        help="output folder (default: $VOXFLOW_OUTPUT or ./output)",
+    )
+    p.add_argument(
+        "--audio-stream",
+        type=int,
+        default=None,
+        help="audio stream to use, counting from 0 (default: the first)",
+    )
     p.set_defaults(run=_transcribe)
 
-    p = sub.add_parser("profiles", help="list profiles: backend and model per stage, and "
-                                        "whether this machine can run them")
+    p = sub.add_parser(
+        "profiles",
+        help="list profiles: backend and model per stage, and whether this machine can run them",
+    )
     p.set_defaults(run=_profiles)
 
     p = sub.add_parser("models", help="list the model catalog: warmed or not, size on disk")
@@ -84,8 +108,12 @@ def _warm(args: argparse.Namespace) -> int:
     from flows.warm_cache import warm_cache
     from profiles import resolve_profile
 
-    rows = warm_cache(profile=resolve_profile(args.profile), store=args.store,
-                      load_checks=not args.no_load_check, force=args.force)
+    rows = warm_cache(
+        profile=resolve_profile(args.profile),
+        store=args.store,
+        load_checks=not args.no_load_check,
+        force=args.force,
+    )
     _table(rows, ["model", "status", "size_mb", "files", "load_check"])
     _out(f"model volume ready: {os.path.abspath(args.store)}")
     return 0
@@ -102,15 +130,19 @@ def _verify(args: argparse.Namespace) -> int:
     for name in profile.models():
         result = store.verify(catalog[name], deep=args.deep)
         if result.ok:
-            _out(f"ok      {name} ({result.files} files, {result.bytes / 1e6:.1f} MB"
-                 f"{', sha256 checked' if args.deep else ''})")
+            _out(
+                f"ok      {name} ({result.files} files, {result.bytes / 1e6:.1f} MB"
+                f"{', sha256 checked' if args.deep else ''})"
+            )
         else:
             bad += 1
             for problem in result.problems:
                 _out(f"FAILED  {name}: {problem}")
     if bad:
-        _out(f"{bad} model(s) failed verification; run `voxflow warm --force --profile "
-             f"{profile.name} --store {args.store}` to repair")
+        _out(
+            f"{bad} model(s) failed verification; run `voxflow warm --force --profile "
+            f"{profile.name} --store {args.store}` to repair"
+        )
         return 1
     return 0
 
@@ -129,18 +161,25 @@ def _transcribe(args: argparse.Namespace) -> int:
     failed = 0
     for media in args.media:
         try:
-            record = transcribe(media=media, profile=profile.name if not
-                                args.profile.endswith(".yaml") else args.profile,
-                                language=args.language, formats=formats, output_dir=args.output,
-                                store=args.store, audio_stream=args.audio_stream)
+            record = transcribe(
+                media=media,
+                profile=profile.name if not args.profile.endswith(".yaml") else args.profile,
+                language=args.language,
+                formats=formats,
+                output_dir=args.output,
+                store=args.store,
+                audio_stream=args.audio_stream,
+            )
         except VoxflowError as e:
             if len(args.media) == 1:
                 raise
             failed += 1
             _out(f"FAILED  {media}: {e}")
             continue
-        _out(f"{media}: {record['audio_seconds']:.1f} s of audio, real-time factor "
-             f"{record['real_time_factor']}")
+        _out(
+            f"{media}: {record['audio_seconds']:.1f} s of audio, real-time factor "
+            f"{record['real_time_factor']}"
+        )
         for fmt, path in record["outputs"].items():
             _out(f"  {fmt:5} {path}")
     return 1 if failed else 0
@@ -157,9 +196,16 @@ def _profiles(args: argparse.Namespace) -> int:
             spec = profile.stages.get(stage)
             if spec is None:
                 continue
-            rows.append({"profile": name, "stage": stage, "on": "yes" if spec.enabled else "no",
-                         "backend": spec.backend, "model": spec.model or "-",
-                         "runs here": "yes" if ok else f"no: {reason}"})
+            rows.append(
+                {
+                    "profile": name,
+                    "stage": stage,
+                    "on": "yes" if spec.enabled else "no",
+                    "backend": spec.backend,
+                    "model": spec.model or "-",
+                    "runs here": "yes" if ok else f"no: {reason}",
+                }
+            )
     _table(rows, ["profile", "stage", "on", "backend", "model", "runs here"])
     return 0
 
@@ -172,9 +218,15 @@ def _models(args: argparse.Namespace) -> int:
     rows = []
     for name, spec in load_catalog().items():
         status = store.status(spec)
-        rows.append({"model": name, "state": status.state,
-                     "on disk": f"{status.size_bytes / 1e6:.1f} MB" if status.size_bytes else "-",
-                     "catalog size": f"{spec.size_mb:g} MB", "source": spec.source})
+        rows.append(
+            {
+                "model": name,
+                "state": status.state,
+                "on disk": f"{status.size_bytes / 1e6:.1f} MB" if status.size_bytes else "-",
+                "catalog size": f"{spec.size_mb:g} MB",
+                "source": spec.source,
+            }
+        )
     _table(rows, ["model", "state", "on disk", "catalog size", "source"])
     return 0
 
@@ -190,8 +242,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``voxflow`` console script."""
     for key, value in _PROCESS_ENV.items():
         os.environ.setdefault(key, value)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s",
-                        datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S"
+    )
     logging.getLogger("httpx").setLevel(logging.WARNING)
     args = _parser().parse_args(argv)
     run: Callable[[argparse.Namespace], int] = args.run

@@ -61,8 +61,9 @@ def transcribe(
     text = recognise(job, chosen.stages["asr"], ready["asr"], audio, speech, language)
     outputs = write_subtitles(job, text, fmts)
 
-    record = write_run_record(job, chosen, ready, [audio, speech, text], outputs,
-                              time.perf_counter() - started)
+    record = write_run_record(
+        job, chosen, ready, [audio, speech, text], outputs, time.perf_counter() - started
+    )
     create_markdown_artifact(
         key="transcript-preview",
         markdown=transcript_preview(job, Transcript.load(text.result["path"]).text, record),

@@ -16,8 +16,9 @@ from voxflow.settings import load_settings
 
 
 @flow(name="warm-cache", log_prints=False)
-def warm_cache(profile: str = "auto", store: str | None = None,
-               load_checks: bool = True, force: bool = False) -> list[dict[str, Any]]:
+def warm_cache(
+    profile: str = "auto", store: str | None = None, load_checks: bool = True, force: bool = False
+) -> list[dict[str, Any]]:
     """Warm every model the profile's enabled stages need, then load-check each stage offline.
 
     Args:
@@ -46,14 +47,21 @@ def warm_cache(profile: str = "auto", store: str | None = None,
                 checks[stage.stage] = load_check(stage, stage.model, warmed[stage.model].path)
 
     rows = outcome_rows(outcomes, checks)
-    create_table_artifact(key=f"model-cache-{chosen.name}", table=rows,
-                          description=f"models of profile {chosen.name} in {model_store.root}")
+    create_table_artifact(
+        key=f"model-cache-{chosen.name}",
+        table=rows,
+        description=f"models of profile {chosen.name} in {model_store.root}",
+    )
     failed = [o for o in outcomes if o.status == "failed"]
     broken = [c for c in checks.values() if not c.ok]
     if failed or broken:
         lines = [f"{o.model}: {o.error}" for o in failed]
-        lines += [f"{c.stage}/{c.backend} ({c.model}) does not load offline: {c.detail}"
-                  for c in broken]
-        raise WarmFailed(f"warming profile {chosen.name!r} failed:\n  " + "\n  ".join(lines)
-                         + f"\nfix the cause, then run `{warm_command(chosen, model_store)}` again")
+        lines += [
+            f"{c.stage}/{c.backend} ({c.model}) does not load offline: {c.detail}" for c in broken
+        ]
+        raise WarmFailed(
+            f"warming profile {chosen.name!r} failed:\n  "
+            + "\n  ".join(lines)
+            + f"\nfix the cause, then run `{warm_command(chosen, model_store)}` again"
+        )
     return rows

@@ -61,14 +61,18 @@ def open_job(media: str | os.PathLike[str], output_dir: str | os.PathLike[str]) 
     digest = content_hash(path)
     directory = Path(output_dir) / f"{path.stem}-{digest[:8]}"
     (directory / "stages").mkdir(parents=True, exist_ok=True)
-    return Job(media=str(path.resolve()), directory=str(directory.resolve()), sha256=digest,
-               stem=path.stem)
+    return Job(
+        media=str(path.resolve()), directory=str(directory.resolve()), sha256=digest, stem=path.stem
+    )
 
 
 def stage_key(job: Job, stage: str, config: dict[str, Any], upstream: str | None) -> str:
     """The cache key of a stage run: content hash, stage config, upstream key."""
-    blob = json.dumps({"media": job.sha256, "stage": stage, "config": config,
-                       "upstream": upstream}, sort_keys=True, default=str)
+    blob = json.dumps(
+        {"media": job.sha256, "stage": stage, "config": config, "upstream": upstream},
+        sort_keys=True,
+        default=str,
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -115,9 +119,15 @@ def run_stage(
     started = time.perf_counter()
     result = compute()
     seconds = round(time.perf_counter() - started, 3)
-    record = {"stage": stage, "key": key, "config": config, "upstream": upstream,
-              "result": result, "seconds": seconds,
-              "finished_at": datetime.now(UTC).isoformat(timespec="seconds")}
+    record = {
+        "stage": stage,
+        "key": key,
+        "config": config,
+        "upstream": upstream,
+        "result": result,
+        "seconds": seconds,
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
     tmp = record_file.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(record, indent=1, default=str))
     os.replace(tmp, record_file)

@@ -44,8 +44,9 @@ def _test_audio(seconds: float = 1.0, rate: int = 16_000) -> np.ndarray:
     )
 
 
-def check_in_process(stage: str, backend: str, options: dict[str, Any],
-                     model_path: str | None) -> str:
+def check_in_process(
+    stage: str, backend: str, options: dict[str, Any], model_path: str | None
+) -> str:
     """Load the backend from the local model path and run it once; return a short summary."""
     from profiles import StageSpec
     from tasks.registry import load_backend
@@ -72,13 +73,19 @@ def _network_namespace_prefix() -> list[str]:
     return [unshare, "-n"] if probe.returncode == 0 else []
 
 
-def run_load_check(stage: str, backend: str, options: dict[str, Any], model: str | None,
-                   model_path: str | None, timeout: float = 600) -> LoadCheck:
+def run_load_check(
+    stage: str,
+    backend: str,
+    options: dict[str, Any],
+    model: str | None,
+    model_path: str | None,
+    timeout: float = 600,
+) -> LoadCheck:
     """Run :func:`check_in_process` in a child process with the network disabled."""
-    request = json.dumps({"stage": stage, "backend": backend, "options": options,
-                          "model_path": model_path})
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-               HF_DATASETS_OFFLINE="1")
+    request = json.dumps(
+        {"stage": stage, "backend": backend, "options": options, "model_path": model_path}
+    )
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1")
     command = [*_network_namespace_prefix(), sys.executable, "-m", "tasks.loadcheck", request]
     started = time.perf_counter()
     try:
@@ -100,8 +107,7 @@ def main(argv: list[str]) -> int:
     netguard.install(allow_loopback=False)
     req = json.loads(argv[0])
     try:
-        summary = check_in_process(req["stage"], req["backend"], req["options"],
-                                   req["model_path"])
+        summary = check_in_process(req["stage"], req["backend"], req["options"], req["model_path"])
     except Exception as e:  # the parent reports it; the child's only job is to say what broke
         sys.stderr.write(f"{type(e).__name__}: {e}\n")
         return 1

@@ -54,8 +54,10 @@ def preflight(profile: Profile, store: ModelStore) -> dict[str, ReadyStage]:
     """
     ok, reason = can_run(profile)
     if not ok:
-        raise BadInput(f"profile {profile.name!r} cannot run on this machine: {reason}; "
-                       "choose another with --profile (see `voxflow profiles`)")
+        raise BadInput(
+            f"profile {profile.name!r} cannot run on this machine: {reason}; "
+            "choose another with --profile (see `voxflow profiles`)"
+        )
     catalog = load_catalog()
     ready: dict[str, ReadyStage] = {}
     cold: list[ModelNotWarmed] = []
@@ -71,11 +73,15 @@ def preflight(profile: Profile, store: ModelStore) -> dict[str, ReadyStage]:
         except ModelNotWarmed as e:
             cold.append(e)
             continue
-        ready[spec.stage] = ReadyStage(spec.stage, spec.backend, model.name, model.revision,
-                                       str(path))
+        ready[spec.stage] = ReadyStage(
+            spec.stage, spec.backend, model.name, model.revision, str(path)
+        )
     if cold:
         details = "; ".join(f"{e.model}: {e.detail}" for e in cold)
         raise ModelNotWarmed(", ".join(e.model for e in cold), store.root, details, command)
-    log.info("preflight: %s ready (%s)", profile.name,
-             ", ".join(f"{s.stage}={s.model or s.backend}" for s in ready.values()))
+    log.info(
+        "preflight: %s ready (%s)",
+        profile.name,
+        ", ".join(f"{s.stage}={s.model or s.backend}" for s in ready.values()),
+    )
     return ready

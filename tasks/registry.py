@@ -42,13 +42,16 @@ def backend_class(stage: str, name: str) -> type[Backend]:
         raise ProfileError(f"unknown stage {stage!r}", allowed=list(KNOWN_BACKENDS))
     if name not in known:
         raise ProfileError(
-            f"unknown backend {name!r} for stage {stage!r}", key_path=f"stages.{stage}.backend",
+            f"unknown backend {name!r} for stage {stage!r}",
+            key_path=f"stages.{stage}.backend",
             allowed=list(known),
         )
     target = _IMPLEMENTED.get(stage, {}).get(name)
     if target is None:
         raise BackendUnavailable(
-            stage, name, f"voxflow-{stage}-{name}",
+            stage,
+            name,
+            f"voxflow-{stage}-{name}",
             "this backend is declared but not implemented in this version of voxflow; "
             "disable the stage in the profile or choose one of: "
             + ", ".join(sorted(_IMPLEMENTED.get(stage, {})) or ["(none yet)"]),
@@ -68,8 +71,9 @@ def parse_options(options_type: type, values: Mapping[str, Any], where: str) -> 
     fields = {f.name: f for f in dataclasses.fields(options_type)}
     for key, value in values.items():
         if key not in fields:
-            raise ProfileError(f"unknown option {key!r}", key_path=f"{where}.{key}",
-                               allowed=sorted(fields))
+            raise ProfileError(
+                f"unknown option {key!r}", key_path=f"{where}.{key}", allowed=sorted(fields)
+            )
         default = getattr(options_type(), key)
         if default is not None and value is not None and not _same_kind(default, value):
             raise ProfileError(
@@ -104,7 +108,9 @@ def resolve(spec: StageSpec) -> tuple[type[Backend], Any]:
     missing = missing_packages(cls)
     if missing:
         raise BackendUnavailable(
-            spec.stage, spec.backend, missing[0],
+            spec.stage,
+            spec.backend,
+            missing[0],
             f"install it with `pip install {' '.join(missing)}`",
         )
     return cls, options

@@ -14,9 +14,14 @@ from tasks.preflight import ReadyStage
 from voxflow import __version__
 
 
-def write_run_record(job: Job, profile: Profile, ready: dict[str, ReadyStage],
-                     stages: list[StageResult], outputs: dict[str, str],
-                     wall_seconds: float) -> dict[str, Any]:
+def write_run_record(
+    job: Job,
+    profile: Profile,
+    ready: dict[str, ReadyStage],
+    stages: list[StageResult],
+    outputs: dict[str, str],
+    wall_seconds: float,
+) -> dict[str, Any]:
     """Write ``run.json``: profile, models with revisions, seconds per stage, real-time factor.
 
     The real-time factor counts the work this run did (cached stages cost nothing).
@@ -52,8 +57,10 @@ def write_run_record(job: Job, profile: Profile, ready: dict[str, ReadyStage],
 def transcript_preview(job: Job, text: str, record: dict[str, Any], limit: int = 1200) -> str:
     """Markdown for the flow run's artifact: where the files are and how the text begins."""
     shown = text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + " …"
-    rows = "\n".join(f"| {s} | {v['seconds']:.2f} | {'yes' if v['cached'] else 'no'} |"
-                     for s, v in record["stages"].items())
+    rows = "\n".join(
+        f"| {s} | {v['seconds']:.2f} | {'yes' if v['cached'] else 'no'} |"
+        for s, v in record["stages"].items()
+    )
     return (
         f"# {Path(job.media).name}\n\n"
         f"profile `{record['profile']}`, {record['audio_seconds']:.1f} s of audio, "

@@ -29,8 +29,12 @@ log = logging.getLogger(__name__)
 
 
 def _stage_config(spec: StageSpec, ready: ReadyStage) -> dict[str, Any]:
-    return {"backend": spec.backend, "model": ready.model, "revision": ready.revision,
-            "options": dict(spec.options)}
+    return {
+        "backend": spec.backend,
+        "model": ready.model,
+        "revision": ready.revision,
+        "options": dict(spec.options),
+    }
 
 
 @task(name="preflight", cache_policy=NONE)
@@ -49,15 +53,17 @@ def prepare_job(media: str, output_dir: str) -> Job:
 def extract(job: Job, stream: int | None = None) -> StageResult:
     """media.extract: 16 kHz mono WAV of one audio stream into ``audio.wav``."""
     return run_stage(
-        job, "extract", {"stream": stream, "rate": SAMPLE_RATE}, None,
+        job,
+        "extract",
+        {"stream": stream, "rate": SAMPLE_RATE},
+        None,
         lambda: asdict(extract_audio(job.media, job.path / "audio.wav", stream)),
         outputs=lambda r: [r["path"]],
     )
 
 
 @task(name="vad", cache_policy=NONE)
-def detect_speech(job: Job, spec: StageSpec, ready: ReadyStage,
-                  audio: StageResult) -> StageResult:
+def detect_speech(job: Job, spec: StageSpec, ready: ReadyStage, audio: StageResult) -> StageResult:
     """vad: speech spans into ``speech.json``."""
 
     def compute() -> dict[str, Any]:
@@ -66,36 +72,52 @@ def detect_speech(job: Job, spec: StageSpec, ready: ReadyStage,
         path = job.path / "speech.json"
         path.write_text(json.dumps([asdict(s) for s in spans]))
         speech = round(sum(s.end - s.start for s in spans), 3)
-        log.info("vad: %d speech span(s), %.1f s of %.1f s", len(spans), speech,
-                 audio.result["duration"])
+        log.info(
+            "vad: %d speech span(s), %.1f s of %.1f s", len(spans), speech, audio.result["duration"]
+        )
         return {"path": str(path), "spans": len(spans), "speech_seconds": speech}
 
-    return run_stage(job, "vad", _stage_config(spec, ready), audio.key, compute,
-                     outputs=lambda r: [r["path"]])
+    return run_stage(
+        job, "vad", _stage_config(spec, ready), audio.key, compute, outputs=lambda r: [r["path"]]
+    )
 
 
 @task(name="asr", cache_policy=NONE)
-def recognise(job: Job, spec: StageSpec, ready: ReadyStage, audio: StageResult,
-              speech: StageResult, language: str | None) -> StageResult:
+def recognise(
+    job: Job,
+    spec: StageSpec,
+    ready: ReadyStage,
+    audio: StageResult,
+    speech: StageResult,
+    language: str | None,
+) -> StageResult:
     """asr: the transcript, with word timestamps, into ``transcript.json``."""
     config = {**_stage_config(spec, ready), "language": language}
 
     def compute() -> dict[str, Any]:
         spans = [SpeechSpan(**s) for s in json.loads(Path(speech.result["path"]).read_text())]
         if not spans:
-            log.warning("no speech found in %s: the transcript will be empty",
-                        Path(job.media).name)
+            log.warning("no speech found in %s: the transcript will be empty", Path(job.media).name)
         backend = load_backend(spec, Path(ready.path) if ready.path else None)
         result = backend.transcribe(load_wav(audio.result["path"]), spans, language)
         transcript = Transcript(
-            language=result.language, duration=result.duration, segments=result.segments,
-            model={"name": ready.model, "revision": ready.revision, "backend": spec.backend,
-                   "options": dict(spec.options)},
+            language=result.language,
+            duration=result.duration,
+            segments=result.segments,
+            model={
+                "name": ready.model,
+                "revision": ready.revision,
+                "backend": spec.backend,
+                "options": dict(spec.options),
+            },
         )
         path = transcript.save(job.path / "transcript.json")
-        return {"path": str(path), "language": transcript.language,
-                "segments": len(transcript.segments),
-                "words": sum(len(s.words) for s in transcript.segments)}
+        return {
+            "path": str(path),
+            "language": transcript.language,
+            "segments": len(transcript.segments),
+            "words": sum(len(s.words) for s in transcript.segments),
+        }
 
     return run_stage(job, "asr", config, speech.key, compute, outputs=lambda r: [r["path"]])
 
@@ -103,6 +125,7 @@ def recognise(job: Job, spec: StageSpec, ready: ReadyStage, audio: StageResult,
 @task(name="write", cache_policy=NONE)
 def write_subtitles(job: Job, transcript: StageResult, formats: tuple[str, ...]) -> dict[str, str]:
     """subtitles: ``<stem>.<fmt>`` for each requested format."""
-    paths = write_outputs(Transcript.load(Path(transcript.result["path"])), job.path, job.stem,
-                          formats)
+    paths = write_outputs(
+        Transcript.load(Path(transcript.result["path"])), job.path, job.stem, formats
+    )
     return {fmt: str(p) for fmt, p in paths.items()}

@@ -37,12 +37,20 @@ def warm_one(store: ModelStore, spec: ModelSpec, force: bool = False) -> WarmOut
         result = store.warm(spec, progress=_progress(spec.name), force=force)
     except VoxflowError as e:
         log.error("warm %s failed: %s", spec.name, e)
-        return WarmOutcome(spec.name, spec.source, spec.revision, "failed", 0, 0, 0.0, None,
-                           str(e))
-    log.info("%s: %s (%d files, %.1f MB)", spec.name, result.status, result.files,
-             result.bytes / 1e6)
-    return WarmOutcome(spec.name, spec.source, spec.revision, result.status, result.files,
-                       result.bytes, round(result.seconds, 3), str(result.path))
+        return WarmOutcome(spec.name, spec.source, spec.revision, "failed", 0, 0, 0.0, None, str(e))
+    log.info(
+        "%s: %s (%d files, %.1f MB)", spec.name, result.status, result.files, result.bytes / 1e6
+    )
+    return WarmOutcome(
+        spec.name,
+        spec.source,
+        spec.revision,
+        result.status,
+        result.files,
+        result.bytes,
+        round(result.seconds, 3),
+        str(result.path),
+    )
 
 
 def _progress(name: str):
@@ -64,8 +72,13 @@ def load_check(spec: StageSpec, model: str | None, model_path: str | None) -> Lo
     """The stage's own backend loads its model and runs 1 s of audio, with the network off."""
     outcome = run_load_check(spec.stage, spec.backend, dict(spec.options), model, model_path)
     if outcome.ok:
-        log.info("load check %s/%s: ok in %.1f s (%s)", spec.stage, spec.backend,
-                 outcome.seconds, outcome.detail)
+        log.info(
+            "load check %s/%s: ok in %.1f s (%s)",
+            spec.stage,
+            spec.backend,
+            outcome.seconds,
+            outcome.detail,
+        )
     else:
         log.error("load check %s/%s failed: %s", spec.stage, spec.backend, outcome.detail)
     return outcome
@@ -77,13 +90,17 @@ def outcome_rows(outcomes: list[WarmOutcome], checks: dict[str, LoadCheck]) -> l
     rows = []
     for o in outcomes:
         check = by_model.get(o.model)
-        rows.append({
-            "model": o.model, "source": o.source, "revision": o.revision,
-            "size_mb": round(o.bytes / 1e6, 1), "files": o.files, "status": o.status,
-            "load_check": "-" if check is None else
-            (f"ok ({check.seconds:.1f} s)" if check.ok else f"FAILED: {check.detail}"),
-        })
+        rows.append(
+            {
+                "model": o.model,
+                "source": o.source,
+                "revision": o.revision,
+                "size_mb": round(o.bytes / 1e6, 1),
+                "files": o.files,
+                "status": o.status,
+                "load_check": "-"
+                if check is None
+                else (f"ok ({check.seconds:.1f} s)" if check.ok else f"FAILED: {check.detail}"),
+            }
+        )
     return rows
-
-
-

@@ -105,9 +105,14 @@ class FasterWhisperAsr(AsrBackend):
 
 def _segment(seg) -> Segment:
     words = tuple(
-        Word(start=round(w.start, 3), end=round(w.end, 3), text=w.word,
-             probability=round(float(w.probability), 4))
+        Word(
+            start=round(w.start, 3),
+            end=round(w.end, 3),
+            text=w.word,
+            probability=round(float(w.probability), 4),
+        )
         for w in (seg.words or ())
     )
-    return Segment(start=round(seg.start, 3), end=round(seg.end, 3), text=seg.text.strip(),
-                   words=words)
+    return Segment(
+        start=round(seg.start, 3), end=round(seg.end, 3), text=seg.text.strip(), words=words
+    )
