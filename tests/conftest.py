@@ -1,0 +1,110 @@
+"""Shared fixtures: an offline guard, one Prefect server per session, a warmed model volume,
+and generated speech with a known text.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "0")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "tasks,blocks,profiles,flows")
+
+from blocks.model_store import ModelStore  # noqa: E402
+from profiles import load_catalog, load_profile  # noqa: E402
+from voxflow import netguard  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(__file__).resolve().parent / "data"
+SAMPLE = ROOT / "examples" / "sample.mp4"
+
+SPEECH_TEXT = (
+    "The quick brown fox jumps over the lazy dog. "
+    "She sells sea shells by the sea shore. "
+    "Please call Stella and ask her to bring these things with her from the store."
+)
+
+_blocked: list[str] = []
+
+
+@pytest.fixture(scope="session", autouse=True)
+def offline() -> Iterator[None]:
+    """No test may reach the network; loopback (the local Prefect API) stays open."""
+    netguard.install(allow_loopback=True, record=_blocked)
+    yield
+    netguard.uninstall()
+
+
+@pytest.fixture(autouse=True)
+def _no_network_attempts() -> Iterator[None]:
+    start = len(_blocked)
+    yield
+    assert _blocked[start:] == [], f"the test tried to reach the network: {_blocked[start:]}"
+
+
+@pytest.fixture(scope="session")
+def prefect_api() -> Iterator[str]:
+    """One temporary Prefect server for the whole session; yields its API URL."""
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield PREFECT_API_URL.value()
+
+
+@pytest.fixture(scope="session")
+def cpu_profile():
+    return load_profile("cpu")
+
+
+@pytest.fixture(scope="session")
+def warm_store(tmp_path_factory: pytest.TempPathFactory, cpu_profile) -> ModelStore:
+    """A model volume holding the cpu profile's models (warmed once per session)."""
+    store = ModelStore(root=str(tmp_path_factory.mktemp("models")))
+    catalog = load_catalog()
+    for name in cpu_profile.models():
+        store.warm(catalog[name])
+    return store
+
+
+def speak(text: str, dest: Path, voice: str = "en-us", rate: int = 150) -> Path:
+    """Speak text to a WAV with espeak-ng (installed by scripts/system-deps.sh)."""
+    if shutil.which("espeak-ng") is None:
+        pytest.fail("espeak-ng is missing: run scripts/system-deps.sh (apt-get install espeak-ng)")
+    subprocess.run(["espeak-ng", "-v", voice, "-s", str(rate), "-w", str(dest), text], check=True)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def speech_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Generated English speech of SPEECH_TEXT (22.05 kHz WAV from espeak-ng)."""
+    return speak(SPEECH_TEXT, tmp_path_factory.mktemp("speech") / "speech.wav")
+
+
+def cli_env(prefect_api: str, guard_log: Path | None = None, **extra: str) -> dict[str, str]:
+    """Environment for a `voxflow` child process: the session's server, the offline guard."""
+    env = dict(os.environ)
+    env.update(
+        PREFECT_API_URL=prefect_api,
+        PYTHONPATH=os.pathsep.join([str(Path(__file__).parent / "offline"), str(ROOT)]),
+        **extra,
+    )
+    if guard_log is not None:
+        env["VOXFLOW_NETGUARD_LOG"] = str(guard_log)
+    return env
+
+
+def run_cli(args: list[str], env: dict[str, str], timeout: float = 300,
+            cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run `voxflow ARGS` in a child process, as a user would."""
+    return subprocess.run([sys.executable, "-m", "flows.cli", *args], env=env, cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout)

@@ -1,0 +1,141 @@
+"""The warm-cache and transcribe flows under a real (temporary) Prefect server."""
+
+from __future__ import annotations
+
+import json
+import logging
+import wave
+from pathlib import Path
+
+import jiwer
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+from conftest import SAMPLE
+from flows.transcribe import transcribe
+from flows.warm_cache import warm_cache
+from voxflow.errors import ModelNotWarmed
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
+
+
+def normalise(text: str) -> str:
+    return jiwer.RemovePunctuation()(text.lower()).strip()
+
+
+def wer(reference: str, hypothesis: str) -> float:
+    return jiwer.wer(normalise(reference), normalise(hypothesis))
+
+
+def read_artifact(key: str):
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])), limit=1
+        )
+    return found[0] if found else None
+
+
+@pytest.fixture(scope="module")
+def sample_run(warm_store, tmp_path_factory):
+    out = tmp_path_factory.mktemp("out")
+    return out, transcribe(str(SAMPLE), profile="cpu", store=warm_store.root, output_dir=str(out))
+
+
+def test_warm_cache_warms_load_checks_and_publishes_a_table(tmp_path):
+    rows = warm_cache(profile="cpu", store=str(tmp_path / "models"))
+
+    assert {r["model"] for r in rows} == {"silero-vad-v6", "faster-whisper-tiny.en"}
+    assert all(r["status"] == "warmed" and r["load_check"].startswith("ok") for r in rows)
+    again = warm_cache(profile="cpu", store=str(tmp_path / "models"), load_checks=False)
+    assert {r["status"] for r in again} == {"present"}
+
+
+def test_warm_cache_artifact_can_be_read_back(tmp_path):
+    warm_cache(profile="cpu", store=str(tmp_path / "models"), load_checks=False)
+    artifact = read_artifact("model-cache-cpu")
+    assert artifact is not None and artifact.type == "table"
+    assert "faster-whisper-tiny.en" in json.dumps(artifact.data)
+
+
+def test_transcribe_writes_every_format_and_a_run_record(sample_run):
+    out, record = sample_run
+    job = Path(record["outputs"]["srt"]).parent
+
+    assert job.parent == out and job.name.startswith("sample-")
+    assert set(record["outputs"]) == {"srt", "vtt", "json", "txt"}
+    assert all(Path(p).stat().st_size > 0 for p in record["outputs"].values())
+    on_disk = json.loads((job / "run.json").read_text())
+    assert on_disk["profile"] == "cpu"
+    assert on_disk["models"]["asr"] == {"backend": "faster-whisper",
+                                        "model": "faster-whisper-tiny.en", "revision": "0.1.0"}
+    assert set(on_disk["stages"]) == {"extract", "vad", "asr"}
+    assert 20 < on_disk["audio_seconds"] < 40 and 0 < on_disk["real_time_factor"] < 1
+
+
+def test_transcript_matches_the_spoken_text(sample_run):
+    _, record = sample_run
+    text = Path(record["outputs"]["txt"]).read_text()
+    assert wer((SAMPLE.parent / "sample.txt").read_text(), text) < 0.3
+
+
+def test_subtitle_cues_are_at_most_two_lines_of_42_characters(sample_run):
+    _, record = sample_run
+    cues = Path(record["outputs"]["srt"]).read_text().strip().split("\n\n")
+    assert len(cues) >= 4
+    for cue in cues:
+        number, timing, *lines = cue.split("\n")
+        assert number.isdigit() and " --> " in timing
+        assert 1 <= len(lines) <= 2 and all(len(line) <= 42 for line in lines)
+
+
+def test_transcript_preview_artifact_is_published(sample_run):
+    artifact = read_artifact("transcript-preview")
+    assert artifact is not None and "sample.mp4" in artifact.data
+
+
+def test_same_file_again_skips_every_stage(sample_run, warm_store, caplog):
+    out, first = sample_run
+    with caplog.at_level(logging.INFO, logger="tasks.job"):
+        second = transcribe(str(SAMPLE), profile="cpu", store=warm_store.root,
+                            output_dir=str(out))
+
+    assert all(s["cached"] for s in second["stages"].values())
+    assert "asr: cached" in caplog.text
+    assert Path(second["outputs"]["srt"]).read_text() == Path(first["outputs"]["srt"]).read_text()
+
+
+def test_a_lost_stage_result_reruns_only_that_stage(warm_store, tmp_path):
+    first = transcribe(str(SAMPLE), profile="cpu", store=warm_store.root, output_dir=str(tmp_path))
+    job = Path(first["outputs"]["srt"]).parent
+    (job / "stages" / "asr.json").unlink()
+
+    second = transcribe(str(SAMPLE), profile="cpu", store=warm_store.root,
+                        output_dir=str(tmp_path))
+    assert {k: v["cached"] for k, v in second["stages"].items()} == {
+        "extract": True, "vad": True, "asr": False}
+
+
+def test_cold_store_fails_at_preflight_naming_models_and_command(tmp_path):
+    with pytest.raises(ModelNotWarmed) as err:
+        transcribe(str(SAMPLE), profile="cpu", store=str(tmp_path / "empty"),
+                   output_dir=str(tmp_path / "out"))
+    message = str(err.value)
+    assert "faster-whisper-tiny.en" in message and "silero-vad-v6" in message
+    assert "voxflow warm --profile cpu" in message
+    assert not (tmp_path / "out").exists()  # nothing was started
+
+
+def test_silent_audio_gives_an_empty_transcript_and_a_warning(warm_store, tmp_path, caplog):
+    silent = tmp_path / "silence.wav"
+    with wave.open(str(silent), "wb") as w:
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(16000)
+        w.writeframes(b"\0\0" * 16000 * 4)
+
+    with caplog.at_level(logging.WARNING):
+        record = transcribe(str(silent), profile="cpu", store=warm_store.root,
+                            output_dir=str(tmp_path / "out"))
+
+    assert "no speech found" in caplog.text
+    assert Path(record["outputs"]["txt"]).read_text().strip() == ""
+    assert json.loads(Path(record["outputs"]["json"]).read_text())["segments"] == []
