@@ -139,8 +139,20 @@ def generate_recording(minutes: float) -> dict[str, Any]:
             f.writeframes(np.concatenate(pieces).tobytes())
         tmp_media = Path(tmp) / MEDIA.name
         subprocess.run(
-            ["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", str(wav),
-             "-c:a", "aac", "-b:a", "96k", str(tmp_media)],
+            [
+                "ffmpeg",
+                "-nostdin",
+                "-loglevel",
+                "error",
+                "-y",
+                "-i",
+                str(wav),
+                "-c:a",
+                "aac",
+                "-b:a",
+                "96k",
+                str(tmp_media),
+            ],
             check=True,
         )
         os.replace(tmp_media, MEDIA)
@@ -362,11 +374,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             med["voxflow_asr"] / med["diag_bare_batched_on_voxflow_windows"], 3
         )
     if not args.skip_flow:
-        results["flow"] = flow_overhead(load_s)
+        results["flow"] = flow_overhead(load_s, reference)
     return results
 
 
-def flow_overhead(load_s: dict[str, float]) -> dict[str, Any]:
+def flow_overhead(load_s: dict[str, float], reference: str) -> dict[str, Any]:
     """Run the transcribe flow once under a temporary Prefect server; split its wall time.
 
     The models are already in voxflow's process pool (loaded above), so the flow's stages do no
@@ -392,6 +404,9 @@ def flow_overhead(load_s: dict[str, float]) -> dict[str, Any]:
         )
         started = time.perf_counter()
     stop_s = time.perf_counter() - started
+    from tasks.transcript import Transcript
+
+    transcript = Transcript.load(next(FLOW_OUTPUT.glob("*/transcript.json")))
     stages = {k: v["seconds"] for k, v in record["stages"].items()}
     vad_asr = stages.get("vad", 0.0) + stages.get("asr", 0.0)
     in_flow = record["wall_seconds"]
@@ -417,7 +432,7 @@ def flow_overhead(load_s: dict[str, float]) -> dict[str, Any]:
         },
         "models_preloaded": True,
         "model_load_seconds_not_included": round(load_s["voxflow_vad"] + load_s["voxflow_asr"], 3),
-        "transcript_words": None,
+        "wer": wer(reference, transcript.text),
     }
 
 
@@ -449,11 +464,15 @@ LABELS = {
 def print_report(r: dict[str, Any]) -> None:
     a = r["audio"]
     print()
-    print(f"voxflow transcribe overhead  ({r['date']}, {r['machine']['cpus']} CPUs, "
-          f"median of {r['repeat']})")
-    print(f"audio: {a['seconds']:.1f} s ({a['seconds'] / 60:.2f} min), {a['paragraphs']} "
-          f"paragraphs, {a['reference_words']} words; model {r['profile']['asr_model']} "
-          f"{r['profile']['asr_options']}")
+    print(
+        f"voxflow transcribe overhead  ({r['date']}, {r['machine']['cpus']} CPUs, "
+        f"median of {r['repeat']})"
+    )
+    print(
+        f"audio: {a['seconds']:.1f} s ({a['seconds'] / 60:.2f} min), {a['paragraphs']} "
+        f"paragraphs, {a['reference_words']} words; model {r['profile']['asr_model']} "
+        f"{r['profile']['asr_options']}"
+    )
     print()
     print(f"{'measurement':<38} {'seconds':>8} {'RTF':>7} {'speed':>8} {'WER':>7}")
     print("-" * 72)
@@ -464,8 +483,10 @@ def print_report(r: dict[str, Any]) -> None:
             continue
         w = wers.get(key)
         w_text = f"{100 * w:6.2f}%" if w is not None else ""
-        print(f"{label:<38} {t['seconds']:8.2f} {t['real_time_factor']:7.4f} "
-              f"{t['speed_x']:7.1f}x {w_text:>7}")
+        print(
+            f"{label:<38} {t['seconds']:8.2f} {t['real_time_factor']:7.4f} "
+            f"{t['speed_x']:7.1f}x {w_text:>7}"
+        )
     print()
     for name, value in r["ratios"].items():
         target = "  (target <= 1.05)" if name == "voxflow_asr / bare_batched" else ""
@@ -473,9 +494,11 @@ def print_report(r: dict[str, Any]) -> None:
     print()
     print("windows decoded (count, seconds of audio in them, encoder batches):")
     for side, w in r["windows"].items():
-        print(f"  {side:<14} vad spans {w['vad_spans']:4d} ({w['vad_speech_seconds']:6.1f} s)  "
-              f"windows {w['windows']:3d} ({w['window_seconds']:6.1f} s)  "
-              f"batches {w['encoder_batches']}")
+        print(
+            f"  {side:<14} vad spans {w['vad_spans']:4d} ({w['vad_speech_seconds']:6.1f} s)  "
+            f"windows {w['windows']:3d} ({w['window_seconds']:6.1f} s)  "
+            f"batches {w['encoder_batches']}"
+        )
     print(f"model load (excluded): {r['model_load_seconds']}")
     f = r.get("flow")
     if f:
@@ -487,10 +510,14 @@ def print_report(r: dict[str, Any]) -> None:
         print(f"  flow call wall                    {f['flow_call_seconds']:8.2f} s")
         print(f"  flow body (record wall_seconds)   {f['record_wall_seconds']:8.2f} s")
         print(f"  stages                            {f['stage_seconds']}")
-        print(f"  overhead = flow call - (vad+asr)  {o['flow_call_minus_vad_asr']:8.2f} s  "
-              f"(server start excluded)")
-        print(f"            + server start          {o['including_server_start']:8.2f} s  "
-              f"(server start included)")
+        print(
+            f"  overhead = flow call - (vad+asr)  {o['flow_call_minus_vad_asr']:8.2f} s  "
+            f"(server start excluded)"
+        )
+        print(
+            f"            + server start          {o['including_server_start']:8.2f} s  "
+            f"(server start included)"
+        )
         print(f"    of which extract stage          {o['extract_stage']:8.2f} s")
         print(f"    hashing/preflight/write/tasks   {o['in_flow_other']:8.2f} s")
         print(f"    engine around the flow body     {o['engine_outside_body']:8.2f} s")

@@ -103,8 +103,15 @@ def cli_env(prefect_api: str, guard_log: Path | None = None, **extra: str) -> di
     return env
 
 
-def run_cli(args: list[str], env: dict[str, str], timeout: float = 300,
-            cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    args: list[str], env: dict[str, str], timeout: float = 300, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run `voxflow ARGS` in a child process, as a user would."""
-    return subprocess.run([sys.executable, "-m", "flows.cli", *args], env=env, cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "flows.cli", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

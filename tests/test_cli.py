@@ -15,7 +15,7 @@ import jiwer
 import numpy as np
 import pytest
 
-from conftest import SAMPLE, SPEECH_TEXT, ROOT, cli_env, run_cli
+from conftest import ROOT, SAMPLE, SPEECH_TEXT, cli_env, run_cli
 from tasks.media import extract_audio, load_wav
 
 pytestmark = pytest.mark.e2e
@@ -37,8 +37,22 @@ def normalise(text: str) -> str:
 
 def to_m4a(wav: Path, dest: Path) -> Path:
     """Re-encode a WAV as AAC in an MP4 container (what a phone recording looks like)."""
-    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(wav), "-c:a", "aac",
-                    "-b:a", "96k", str(dest)], check=True)
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-loglevel",
+            "error",
+            "-y",
+            "-i",
+            str(wav),
+            "-c:a",
+            "aac",
+            "-b:a",
+            "96k",
+            str(dest),
+        ],
+        check=True,
+    )
     return dest
 
 
@@ -46,8 +60,21 @@ def test_transcribe_offline_is_as_accurate_as_bare_faster_whisper(
     env, warm_store, speech_wav, tmp_path
 ):
     media = to_m4a(speech_wav, tmp_path / "speech.m4a")
-    done = run_cli(["transcribe", str(media), "--profile", "cpu", "--store", warm_store.root,
-                    "--output", str(tmp_path / "out"), "--format", "json,srt"], env)
+    done = run_cli(
+        [
+            "transcribe",
+            str(media),
+            "--profile",
+            "cpu",
+            "--store",
+            warm_store.root,
+            "--output",
+            str(tmp_path / "out"),
+            "--format",
+            "json,srt",
+        ],
+        env,
+    )
     assert done.returncode == 0, done.stderr
     assert no_network_used(tmp_path)
 
@@ -62,10 +89,15 @@ def test_transcribe_offline_is_as_accurate_as_bare_faster_whisper(
     bare = " ".join(s.text for s in bare_model.transcribe(audio, beam_size=5)[0])
 
     reference = normalise(SPEECH_TEXT)
-    ours_wer, bare_wer = jiwer.wer(reference, normalise(ours)), jiwer.wer(reference, normalise(bare))
+    ours_wer = jiwer.wer(reference, normalise(ours))
+    bare_wer = jiwer.wer(reference, normalise(bare))
     assert ours_wer <= bare_wer + 0.05, (ours, bare)
     assert sorted(p.name for p in job.iterdir() if p.suffix in {".json", ".srt"}) == [
-        "run.json", "speech.json", "speech.srt", "transcript.json"]
+        "run.json",
+        "speech.json",
+        "speech.srt",
+        "transcript.json",
+    ]
 
 
 def test_missing_file_is_bad_input(env, tmp_path):
@@ -77,8 +109,19 @@ def test_missing_file_is_bad_input(env, tmp_path):
 def test_a_file_that_is_not_media_is_bad_input(env, warm_store, tmp_path):
     fake = tmp_path / "notes.mp4"
     fake.write_text("these are meeting notes, not a video\n" * 20)
-    done = run_cli(["transcribe", str(fake), "--profile", "cpu", "--store", warm_store.root,
-                    "--output", str(tmp_path / "out")], env)
+    done = run_cli(
+        [
+            "transcribe",
+            str(fake),
+            "--profile",
+            "cpu",
+            "--store",
+            warm_store.root,
+            "--output",
+            str(tmp_path / "out"),
+        ],
+        env,
+    )
     assert done.returncode == 2
     assert "is not a media file" in done.stderr and "notes.mp4" in done.stderr
 
@@ -92,8 +135,19 @@ def test_media_without_audio_is_bad_input(env, warm_store, tmp_path):
             frame = av.VideoFrame.from_ndarray(np.zeros((48, 64, 3), np.uint8), format="rgb24")
             out.mux(stream.encode(frame))
         out.mux(stream.encode(None))
-    done = run_cli(["transcribe", str(video), "--profile", "cpu", "--store", warm_store.root,
-                    "--output", str(tmp_path / "out")], env)
+    done = run_cli(
+        [
+            "transcribe",
+            str(video),
+            "--profile",
+            "cpu",
+            "--store",
+            warm_store.root,
+            "--output",
+            str(tmp_path / "out"),
+        ],
+        env,
+    )
     assert done.returncode == 2
     assert "no usable audio stream" in done.stderr and "video" in done.stderr
 
@@ -106,8 +160,19 @@ def test_unknown_profile_lists_the_known_ones(env):
 
 
 def test_cold_store_says_which_models_and_what_to_run(env, tmp_path):
-    done = run_cli(["transcribe", str(SAMPLE), "--profile", "cpu", "--store",
-                    str(tmp_path / "cold"), "--output", str(tmp_path / "out")], env)
+    done = run_cli(
+        [
+            "transcribe",
+            str(SAMPLE),
+            "--profile",
+            "cpu",
+            "--store",
+            str(tmp_path / "cold"),
+            "--output",
+            str(tmp_path / "out"),
+        ],
+        env,
+    )
     assert done.returncode == 2
     assert "faster-whisper-tiny.en" in done.stderr
     assert f"voxflow warm --profile cpu --store {tmp_path / 'cold'}" in done.stderr
@@ -117,13 +182,27 @@ def test_silent_file_succeeds_with_an_empty_transcript_and_a_warning(env, warm_s
     silent = tmp_path / "room-tone.wav"
     with av.open(str(silent), "w") as out:
         stream = out.add_stream("pcm_s16le", rate=16000, layout="mono")
-        frame = av.AudioFrame.from_ndarray(np.zeros((1, 16000 * 3), np.int16), format="s16",
-                                           layout="mono")
+        frame = av.AudioFrame.from_ndarray(
+            np.zeros((1, 16000 * 3), np.int16), format="s16", layout="mono"
+        )
         frame.sample_rate = 16000
         out.mux(stream.encode(frame))
         out.mux(stream.encode(None))
-    done = run_cli(["transcribe", str(silent), "--profile", "cpu", "--store", warm_store.root,
-                    "--output", str(tmp_path / "out"), "--format", "txt"], env)
+    done = run_cli(
+        [
+            "transcribe",
+            str(silent),
+            "--profile",
+            "cpu",
+            "--store",
+            warm_store.root,
+            "--output",
+            str(tmp_path / "out"),
+            "--format",
+            "txt",
+        ],
+        env,
+    )
     assert done.returncode == 0, done.stderr
     assert "no speech found" in done.stdout + done.stderr
     txt = next((tmp_path / "out").glob("room-tone-*/room-tone.txt"))
@@ -149,7 +228,8 @@ def test_models_lists_the_catalog_with_warm_state(env, warm_store):
     done = run_cli(["models", "--store", warm_store.root], env)
     assert done.returncode == 0, done.stderr
     rows = {line.split()[0]: line for line in done.stdout.splitlines()[1:]}
-    assert "warmed" in rows["faster-whisper-tiny.en"] and "78.1 MB" in rows["faster-whisper-tiny.en"]
+    tiny = rows["faster-whisper-tiny.en"]
+    assert "warmed" in tiny and "78.1 MB" in tiny
     assert "cold" in rows["faster-whisper-large-v3"]
 
 
@@ -158,8 +238,10 @@ def test_warm_verify_corrupt_repair_cycle(env, tmp_path):
     done = run_cli(["warm", "--profile", "cpu", "--store", str(store)], env)
     assert done.returncode == 0, done.stderr
     assert "model volume ready" in done.stdout
-    assert run_cli(["verify", "--profile", "cpu", "--store", str(store), "--deep"],
-                   env).returncode == 0
+    assert (
+        run_cli(["verify", "--profile", "cpu", "--store", str(store), "--deep"], env).returncode
+        == 0
+    )
 
     blob = next(p for p in (store / "hub").rglob("model.bin")).resolve()
     data = bytearray(blob.read_bytes())
@@ -170,24 +252,59 @@ def test_warm_verify_corrupt_repair_cycle(env, tmp_path):
     assert "faster-whisper-tiny.en" in done.stdout and "model.bin" in done.stdout
     assert "voxflow warm --force" in done.stdout
 
-    assert run_cli(["warm", "--force", "--profile", "cpu", "--store", str(store),
-                    "--no-load-check"], env).returncode == 0
-    assert run_cli(["verify", "--profile", "cpu", "--store", str(store), "--deep"],
-                   env).returncode == 0
+    assert (
+        run_cli(
+            ["warm", "--force", "--profile", "cpu", "--store", str(store), "--no-load-check"], env
+        ).returncode
+        == 0
+    )
+    assert (
+        run_cli(["verify", "--profile", "cpu", "--store", str(store), "--deep"], env).returncode
+        == 0
+    )
 
 
 def test_a_run_killed_mid_flow_resumes_at_the_unfinished_stage(env, warm_store, tmp_path):
     # Three copies of the sample back to back: long enough that ASR is still running when
     # the VAD record appears and the process is killed.
     long_media = tmp_path / "long.mkv"
-    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-stream_loop", "2", "-i", str(SAMPLE),
-                    "-vn", "-c:a", "aac", str(long_media)], check=True)
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-loglevel",
+            "error",
+            "-y",
+            "-stream_loop",
+            "2",
+            "-i",
+            str(SAMPLE),
+            "-vn",
+            "-c:a",
+            "aac",
+            str(long_media),
+        ],
+        check=True,
+    )
     out = tmp_path / "out"
-    args = ["transcribe", str(long_media), "--profile", "cpu", "--store", warm_store.root,
-            "--output", str(out), "--format", "srt"]
-    proc = subprocess.Popen([sys.executable, "-m", "flows.cli", *args], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    args = [
+        "transcribe",
+        str(long_media),
+        "--profile",
+        "cpu",
+        "--store",
+        warm_store.root,
+        "--output",
+        str(out),
+        "--format",
+        "srt",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 120
     while not list(out.glob("long-*/stages/vad.json")):
         assert proc.poll() is None and time.monotonic() < deadline, "the run ended early"
@@ -201,13 +318,17 @@ def test_a_run_killed_mid_flow_resumes_at_the_unfinished_stage(env, warm_store, 
     assert done.returncode == 0, done.stderr
     record = json.loads((job / "run.json").read_text())
     assert {k: v["cached"] for k, v in record["stages"].items()} == {
-        "extract": True, "vad": True, "asr": False}
+        "extract": True,
+        "vad": True,
+        "asr": False,
+    }
     assert "vad: cached" in done.stderr + done.stdout
 
 
 def test_help_names_every_command():
-    done = subprocess.run([sys.executable, "-m", "flows.cli", "--help"], capture_output=True,
-                          text=True, cwd=ROOT)
+    done = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "--help"], capture_output=True, text=True, cwd=ROOT
+    )
     assert done.returncode == 0
     for command in ("warm", "verify", "transcribe", "profiles", "models"):
         assert command in done.stdout

@@ -67,8 +67,11 @@ def test_transcribe_writes_every_format_and_a_run_record(sample_run):
     assert all(Path(p).stat().st_size > 0 for p in record["outputs"].values())
     on_disk = json.loads((job / "run.json").read_text())
     assert on_disk["profile"] == "cpu"
-    assert on_disk["models"]["asr"] == {"backend": "faster-whisper",
-                                        "model": "faster-whisper-tiny.en", "revision": "0.1.0"}
+    assert on_disk["models"]["asr"] == {
+        "backend": "faster-whisper",
+        "model": "faster-whisper-tiny.en",
+        "revision": "0.1.0",
+    }
     assert set(on_disk["stages"]) == {"extract", "vad", "asr"}
     assert 20 < on_disk["audio_seconds"] < 40 and 0 < on_disk["real_time_factor"] < 1
 
@@ -97,8 +100,7 @@ def test_transcript_preview_artifact_is_published(sample_run):
 def test_same_file_again_skips_every_stage(sample_run, warm_store, caplog):
     out, first = sample_run
     with caplog.at_level(logging.INFO, logger="tasks.job"):
-        second = transcribe(str(SAMPLE), profile="cpu", store=warm_store.root,
-                            output_dir=str(out))
+        second = transcribe(str(SAMPLE), profile="cpu", store=warm_store.root, output_dir=str(out))
 
     assert all(s["cached"] for s in second["stages"].values())
     assert "asr: cached" in caplog.text
@@ -110,16 +112,22 @@ def test_a_lost_stage_result_reruns_only_that_stage(warm_store, tmp_path):
     job = Path(first["outputs"]["srt"]).parent
     (job / "stages" / "asr.json").unlink()
 
-    second = transcribe(str(SAMPLE), profile="cpu", store=warm_store.root,
-                        output_dir=str(tmp_path))
+    second = transcribe(str(SAMPLE), profile="cpu", store=warm_store.root, output_dir=str(tmp_path))
     assert {k: v["cached"] for k, v in second["stages"].items()} == {
-        "extract": True, "vad": True, "asr": False}
+        "extract": True,
+        "vad": True,
+        "asr": False,
+    }
 
 
 def test_cold_store_fails_at_preflight_naming_models_and_command(tmp_path):
     with pytest.raises(ModelNotWarmed) as err:
-        transcribe(str(SAMPLE), profile="cpu", store=str(tmp_path / "empty"),
-                   output_dir=str(tmp_path / "out"))
+        transcribe(
+            str(SAMPLE),
+            profile="cpu",
+            store=str(tmp_path / "empty"),
+            output_dir=str(tmp_path / "out"),
+        )
     message = str(err.value)
     assert "faster-whisper-tiny.en" in message and "silero-vad-v6" in message
     assert "voxflow warm --profile cpu" in message
@@ -133,8 +141,9 @@ def test_silent_audio_gives_an_empty_transcript_and_a_warning(warm_store, tmp_pa
         w.writeframes(b"\0\0" * 16000 * 4)
 
     with caplog.at_level(logging.WARNING):
-        record = transcribe(str(silent), profile="cpu", store=warm_store.root,
-                            output_dir=str(tmp_path / "out"))
+        record = transcribe(
+            str(silent), profile="cpu", store=warm_store.root, output_dir=str(tmp_path / "out")
+        )
 
     assert "no speech found" in caplog.text
     assert Path(record["outputs"]["txt"]).read_text().strip() == ""
