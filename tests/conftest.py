@@ -115,3 +115,21 @@ def run_cli(
         text=True,
         timeout=timeout,
     )
+
+
+_HARDWARE_MARKERS = {"gpu": "cuda", "mlx": "mlx"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip tests for hardware this machine lacks, saying so."""
+    from profiles import detect_hardware
+
+    present = detect_hardware()
+    for item in items:
+        for marker, hardware in _HARDWARE_MARKERS.items():
+            if marker in item.keywords and hardware not in present:
+                item.add_marker(
+                    pytest.mark.skip(
+                        reason=f"needs {hardware} hardware; this machine has: {', '.join(present)}"
+                    )
+                )
