@@ -7,9 +7,9 @@ from abc import abstractmethod
 import numpy as np
 
 from tasks.backend import Backend
-from tasks.transcript import SpeechSpan, Transcript
+from tasks.transcript import Segment, SpeechSpan, Transcript, Word
 
-__all__ = ["AsrBackend", "group_spans"]
+__all__ = ["AsrBackend", "group_spans", "split_sentences"]
 
 
 class AsrBackend(Backend):
@@ -38,3 +38,33 @@ def group_spans(spans: list[SpeechSpan], window: float = 30.0) -> list[SpeechSpa
         else:
             groups.append(span)
     return groups
+
+
+_SENTENCE_END = (".", "?", "!", "…", "。", "？", "！")
+
+
+def split_sentences(segment: Segment) -> list[Segment]:
+    """Split a segment after each word that ends a sentence.
+
+    Batched decoding returns one segment per 30 s window; sentences read better in transcripts
+    and JSON. Segments without word timings are returned as they are.
+    """
+    if not segment.words:
+        return [segment]
+    pieces: list[Segment] = []
+    current: list[Word] = []
+    for word in segment.words:
+        current.append(word)
+        if word.text.strip().endswith(_SENTENCE_END):
+            pieces.append(_from_words(current, segment.speaker))
+            current = []
+    if current:
+        pieces.append(_from_words(current, segment.speaker))
+    return pieces
+
+
+def _from_words(words: list[Word], speaker: str | None) -> Segment:
+    text = "".join(w.text for w in words).strip()
+    return Segment(
+        start=words[0].start, end=words[-1].end, text=text, words=tuple(words), speaker=speaker
+    )

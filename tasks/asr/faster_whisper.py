@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks.asr import AsrBackend, group_spans
+from tasks.asr import AsrBackend, group_spans, split_sentences
 from tasks.transcript import Segment, SpeechSpan, Transcript, Word
 from voxflow.errors import BadInput
 
@@ -95,7 +95,7 @@ class FasterWhisperAsr(AsrBackend):
         out: list[Segment] = []
         next_report = 0.0
         for seg in segments:
-            out.append(_segment(seg))
+            out.extend(split_sentences(_segment(seg)))
             if seg.end >= next_report:
                 log.info("asr: %.0f / %.0f s", min(seg.end, duration), duration)
                 next_report = seg.end + max(30.0, duration / 10)
