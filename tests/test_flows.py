@@ -15,7 +15,7 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 from conftest import SAMPLE
 from flows.transcribe import transcribe
 from flows.warm_cache import warm_cache
-from voxflow.errors import ModelNotWarmed
+from voxflow.errors import ModelNotWarmed, WarmFailed
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
@@ -148,3 +148,17 @@ def test_silent_audio_gives_an_empty_transcript_and_a_warning(warm_store, tmp_pa
     assert "no speech found" in caplog.text
     assert Path(record["outputs"]["txt"]).read_text().strip() == ""
     assert json.loads(Path(record["outputs"]["json"]).read_text())["segments"] == []
+
+
+def test_warm_fails_when_a_cached_model_does_not_load(tmp_path):
+    store = tmp_path / "models"
+    warm_cache(profile="cpu", store=str(store), load_checks=False)
+    # Same size, garbage content: the files "exist", but the model cannot be loaded.
+    blob = next((store / "hub").rglob("model.bin")).resolve()
+    blob.write_bytes(b"\0" * blob.stat().st_size)
+
+    with pytest.raises(WarmFailed) as err:
+        warm_cache(profile="cpu", store=str(store))
+    message = str(err.value)
+    assert "asr/faster-whisper (faster-whisper-tiny.en) does not load offline" in message
+    assert "voxflow warm --profile cpu" in message
