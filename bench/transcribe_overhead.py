@@ -521,6 +521,7 @@ def print_report(r: dict[str, Any]) -> None:
         print(f"    of which extract stage          {o['extract_stage']:8.2f} s")
         print(f"    hashing/preflight/write/tasks   {o['in_flow_other']:8.2f} s")
         print(f"    engine around the flow body     {o['engine_outside_body']:8.2f} s")
+        print(f"  flow transcript WER               {100 * f['wer']:7.2f} %")
     print()
     print(f"written to {RESULT.relative_to(ROOT)}")
 

@@ -109,9 +109,12 @@ def run_stage(
     record_file = job.stage_file(stage)
     if record_file.exists():
         try:
-            record = json.loads(record_file.read_text())
-        except (OSError, json.JSONDecodeError) as e:
+            record = json.loads(record_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:  # ValueError covers bad JSON and bad UTF-8
             log.warning("%s: ignoring unreadable stage record %s (%s)", stage, record_file, e)
+            record = {}
+        if not isinstance(record, dict):
+            log.warning("%s: ignoring stage record %s: not a JSON object", stage, record_file)
             record = {}
         if record.get("key") == key and all(Path(p).exists() for p in outputs(record["result"])):
             log.info("%s: cached (key %s), skipping", stage, key)

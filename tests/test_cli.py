@@ -32,7 +32,7 @@ def no_network_used(tmp_path: Path) -> bool:
 
 
 def normalise(text: str) -> str:
-    return jiwer.RemovePunctuation()(text.lower()).strip()
+    return " ".join(jiwer.RemovePunctuation()(text.lower()).split())
 
 
 def to_m4a(wav: Path, dest: Path) -> Path:

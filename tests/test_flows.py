@@ -21,7 +21,7 @@ pytestmark = pytest.mark.usefixtures("prefect_api")
 
 
 def normalise(text: str) -> str:
-    return jiwer.RemovePunctuation()(text.lower()).strip()
+    return " ".join(jiwer.RemovePunctuation()(text.lower()).split())
 
 
 def wer(reference: str, hypothesis: str) -> float:

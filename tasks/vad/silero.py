@@ -13,6 +13,7 @@ import numpy as np
 
 from tasks.transcript import SpeechSpan
 from tasks.vad import VadBackend
+from voxflow.errors import ProfileError
 
 WINDOW = 512  # samples per Silero frame at 16 kHz (32 ms)
 MODEL_FILE = "silero_vad_v6.onnx"
@@ -35,6 +36,19 @@ class SileroOptions:
     min_silence_ms: int = 500
     speech_pad_ms: int = 200
     max_speech_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.threshold < 1.0:
+            raise ProfileError(
+                f"expected a probability in (0, 1), found {self.threshold}",
+                key_path="stages.vad.options.threshold",
+            )
+        if self.max_speech_s * 1000 <= 2 * self.speech_pad_ms + self.min_speech_ms:
+            raise ProfileError(
+                f"max_speech_s ({self.max_speech_s} s) must exceed twice speech_pad_ms "
+                f"({self.speech_pad_ms} ms) plus min_speech_ms ({self.min_speech_ms} ms)",
+                key_path="stages.vad.options.max_speech_s",
+            )
 
 
 class SileroVad(VadBackend):
@@ -61,6 +75,7 @@ class SileroVad(VadBackend):
             raise ValueError(f"Silero VAD expects 16 kHz audio, found {sample_rate} Hz")
         if len(audio) == 0:
             return []
+        audio = np.asarray(audio, dtype=np.float32)
         frames = spans_from_probabilities(self.probabilities(audio), self.options)
         duration = len(audio) / sample_rate
         frame_s = WINDOW / sample_rate
@@ -104,7 +119,7 @@ def spans_from_probabilities(probs: np.ndarray, options: SileroOptions) -> list[
     for s, e in spans:
         while e - s > max_len:
             lo = s + max_len // 2
-            split = lo + int(np.argmin(probs[lo : s + max_len]))
+            split = max(s + 1, lo + int(np.argmin(probs[lo : s + max_len])))
             cut.append((s, split))
             s = split
         cut.append((s, e))

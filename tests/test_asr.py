@@ -1,0 +1,190 @@
+"""asr: faster-whisper turns known speech into the right words at plausible times; the registry
+picks backends by name and refuses bad profiles helpfully."""
+
+from __future__ import annotations
+
+import string
+from pathlib import Path
+
+import jiwer
+import numpy as np
+import pytest
+
+from profiles import StageSpec, load_catalog
+from tasks.asr import AsrBackend, group_spans
+from tasks.asr.faster_whisper import FasterWhisperAsr, FasterWhisperOptions
+from tasks.media import SAMPLE_RATE, extract_audio, load_wav
+from tasks.registry import backend_class, load_backend, parse_options
+from tasks.transcript import SpeechSpan, Transcript
+from tests.conftest import SPEECH_TEXT
+from voxflow.errors import BackendUnavailable, BadInput, ProfileError
+
+# -- group_spans: VAD spans into Whisper's 30 s windows ----------------------------------------
+
+
+def spans(*pairs: tuple[float, float]) -> list[SpeechSpan]:
+    return [SpeechSpan(s, e) for s, e in pairs]
+
+
+def test_spans_within_30_s_of_the_window_start_share_one_window():
+    assert group_spans(spans((0, 5), (10, 20), (22, 29.5))) == spans((0, 29.5))
+
+
+def test_a_span_reaching_past_30_s_starts_a_new_window():
+    assert group_spans(spans((0, 5), (10, 31), (32, 38))) == spans((0, 5), (10, 38))
+
+
+def test_spans_far_apart_stay_separate():
+    assert group_spans(spans((0, 5), (100, 104))) == spans((0, 5), (100, 104))
+
+
+def test_a_span_longer_than_the_window_stays_alone_and_whole():
+    assert group_spans(spans((0, 2), (3, 48), (49, 50))) == spans((0, 2), (3, 48), (49, 50))
+
+
+def test_no_spans_give_no_windows():
+    assert group_spans([]) == []
+
+
+# -- faster-whisper on speech ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def asr(cpu_profile, warm_store) -> AsrBackend:
+    spec = cpu_profile.stages["asr"]
+    return load_backend(spec, warm_store.locate(load_catalog()[spec.model]))
+
+
+@pytest.fixture(scope="module")
+def speech(speech_wav: Path, tmp_path_factory: pytest.TempPathFactory) -> np.ndarray:
+    wav = extract_audio(speech_wav, tmp_path_factory.mktemp("asr") / "speech.wav").path
+    return load_wav(wav)
+
+
+@pytest.fixture(scope="module")
+def transcript(asr, speech) -> Transcript:
+    return asr.transcribe(speech, [SpeechSpan(0.0, len(speech) / SAMPLE_RATE)], language=None)
+
+
+def normalise(text: str) -> str:
+    return " ".join(text.lower().translate(str.maketrans("", "", string.punctuation)).split())
+
+
+def test_the_profile_names_faster_whisper(asr):
+    assert isinstance(asr, FasterWhisperAsr)
+
+
+def test_known_speech_is_transcribed_with_a_low_word_error_rate(transcript):
+    wer = jiwer.wer(normalise(SPEECH_TEXT), normalise(transcript.text))
+
+    assert wer < 0.35, f"WER {wer:.2f}: {transcript.text!r}"
+    assert transcript.language == "en"
+
+
+def test_words_are_timed_in_order_within_the_audio(transcript, speech):
+    duration = len(speech) / SAMPLE_RATE
+    words = [w for seg in transcript.segments for w in seg.words]
+
+    assert transcript.duration == pytest.approx(duration)
+    assert len(words) >= 20
+    assert all(w.start < w.end for w in words), [w for w in words if w.start >= w.end]
+    assert all(a.start <= b.start for a, b in zip(words, words[1:], strict=False))
+    assert all(0 <= w.start and w.end <= duration + 0.05 for w in words)
+    assert all(0 <= w.probability <= 1 for w in words)
+
+
+def test_segments_are_in_time_order(transcript):
+    starts = [s.start for s in transcript.segments]
+
+    assert starts == sorted(starts)
+    assert all(s.start <= s.end for s in transcript.segments)
+
+
+def test_no_speech_spans_give_an_empty_transcript_that_knows_the_duration(asr):
+    audio = np.zeros(3 * SAMPLE_RATE, dtype=np.float32)
+
+    result = asr.transcribe(audio, [], language=None)
+
+    assert result.segments == ()
+    assert result.text == ""
+    assert result.duration == pytest.approx(3.0)
+
+
+def test_asking_an_english_only_model_for_french_is_refused(asr, speech):
+    with pytest.raises(BadInput, match="English-only") as e:
+        asr.transcribe(speech, [SpeechSpan(0.0, 1.0)], language="fr")
+
+    assert "'fr'" in str(e.value)
+    assert e.value.exit_code == 2
+
+
+def test_asking_it_for_english_explicitly_works(asr):
+    audio = np.zeros(SAMPLE_RATE, dtype=np.float32)
+
+    assert asr.transcribe(audio, [], language="en").language == "en"
+
+
+# -- the registry ------------------------------------------------------------------------------
+
+
+def test_an_unknown_backend_is_refused_listing_the_known_ones():
+    with pytest.raises(ProfileError, match="unknown backend 'nope'") as e:
+        backend_class("asr", "nope")
+
+    assert e.value.key_path == "stages.asr.backend"
+    assert "faster-whisper" in e.value.allowed
+    assert "faster-whisper" in str(e.value)
+
+
+def test_an_unknown_stage_is_refused():
+    with pytest.raises(ProfileError, match="unknown stage 'transcode'"):
+        backend_class("transcode", "ffmpeg")
+
+
+def test_a_declared_but_unimplemented_backend_is_unavailable():
+    with pytest.raises(BackendUnavailable, match="not implemented") as e:
+        backend_class("separate", "demucs")
+
+    assert isinstance(e.value, ImportError)
+    assert (e.value.stage, e.value.backend, e.value.exit_code) == ("separate", "demucs", 2)
+
+
+def test_implemented_backends_are_found_by_name():
+    assert backend_class("asr", "faster-whisper") is FasterWhisperAsr
+    assert backend_class("vad", "silero").__name__ == "SileroVad"
+
+
+def test_an_unknown_option_is_refused_with_its_key_path_and_the_allowed_keys():
+    spec = StageSpec("asr", "faster-whisper", "faster-whisper-tiny.en", options={"beem_size": 5})
+
+    with pytest.raises(ProfileError, match="unknown option 'beem_size'") as e:
+        load_backend(spec, None)
+
+    assert e.value.key_path == "stages.asr.options.beem_size"
+    assert "beam_size" in e.value.allowed and "batch_size" in e.value.allowed
+    assert "stages.asr.options.beem_size" in str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [("batch_size", "8", "int"), ("word_timestamps", 1, "bool"), ("beam_size", True, "int")],
+)
+def test_an_option_of_the_wrong_type_is_refused(key, value, expected):
+    with pytest.raises(ProfileError, match=f"expected {expected}") as e:
+        parse_options(FasterWhisperOptions, {key: value}, "stages.asr.options")
+
+    assert e.value.key_path == f"stages.asr.options.{key}"
+
+
+def test_valid_options_override_the_defaults():
+    options = parse_options(FasterWhisperOptions, {"beam_size": 1}, "stages.asr.options")
+
+    assert options == FasterWhisperOptions(beam_size=1)
+
+
+def test_the_same_stage_loads_its_model_once(cpu_profile, warm_store, asr):
+    spec = cpu_profile.stages["asr"]
+    path = warm_store.locate(load_catalog()[spec.model])
+
+    assert load_backend(spec, path) is asr
+    assert load_backend(spec, path) is asr
