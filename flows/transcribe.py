@@ -7,6 +7,7 @@ from typing import Any
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
+from prefect.runtime import flow_run
 
 from blocks.model_store import ModelStore
 from profiles import load_profile, resolve_profile
@@ -62,7 +63,13 @@ def transcribe(
     outputs = write_subtitles(job, text, fmts)
 
     record = write_run_record(
-        job, chosen, ready, [audio, speech, text], outputs, time.perf_counter() - started
+        job,
+        chosen,
+        ready,
+        [audio, speech, text],
+        outputs,
+        time.perf_counter() - started,
+        flow_run_id=flow_run.id,
     )
     create_markdown_artifact(
         key="transcript-preview",

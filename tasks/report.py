@@ -21,10 +21,12 @@ def write_run_record(
     stages: list[StageResult],
     outputs: dict[str, str],
     wall_seconds: float,
+    flow_run_id: str | None = None,
 ) -> dict[str, Any]:
     """Write ``run.json``: profile, models with revisions, seconds per stage, real-time factor.
 
     The real-time factor counts the work this run did (cached stages cost nothing).
+    ``flow_run_id`` links the record to its Prefect flow run (logs, artifacts).
     """
     duration = next(s.result["duration"] for s in stages if s.stage == "extract")
     work = sum(0.0 if s.cached else s.seconds for s in stages)
@@ -33,6 +35,7 @@ def write_run_record(
         "media": job.media,
         "sha256": job.sha256,
         "profile": profile.name,
+        "flow_run_id": flow_run_id,
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "models": {
             name: {"backend": r.backend, "model": r.model, "revision": r.revision}

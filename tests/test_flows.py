@@ -10,7 +10,12 @@ from pathlib import Path
 import jiwer
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterKey,
+    FlowRunFilter,
+    FlowRunFilterId,
+)
 
 from conftest import SAMPLE
 from flows.transcribe import transcribe
@@ -28,10 +33,14 @@ def wer(reference: str, hypothesis: str) -> float:
     return jiwer.wer(normalise(reference), normalise(hypothesis))
 
 
-def read_artifact(key: str):
+def read_artifact(key: str, flow_run_id: str | None = None):
     with get_client(sync_client=True) as client:
         found = client.read_artifacts(
-            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])), limit=1
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+            if flow_run_id
+            else None,
+            limit=1,
         )
     return found[0] if found else None
 
@@ -93,7 +102,7 @@ def test_subtitle_cues_are_at_most_two_lines_of_42_characters(sample_run):
 
 
 def test_transcript_preview_artifact_is_published(sample_run):
-    artifact = read_artifact("transcript-preview")
+    artifact = read_artifact("transcript-preview", sample_run[1]["flow_run_id"])
     assert artifact is not None and "sample.mp4" in artifact.data
 
 
