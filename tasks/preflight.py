@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from blocks.model_store import ModelStore
 from profiles import Profile, can_run, load_catalog
@@ -23,6 +23,8 @@ class ReadyStage:
         model: Catalog name of the model, if the stage has one.
         revision: The model's pinned revision.
         path: The model's snapshot folder in the volume.
+        submodels: Option key -> local snapshot folder, for options naming catalog models
+            (``segmentation_model``, ``embedding_model``, ...).
     """
 
     stage: str
@@ -30,6 +32,7 @@ class ReadyStage:
     model: str | None
     revision: str | None
     path: str | None
+    submodels: dict[str, str] = field(default_factory=dict)
 
 
 def warm_command(profile: Profile, store: ModelStore) -> str:
@@ -64,17 +67,27 @@ def preflight(profile: Profile, store: ModelStore) -> dict[str, ReadyStage]:
     command = warm_command(profile, store)
     for spec in profile.enabled_stages():
         resolve(spec)
-        if spec.model is None:
-            ready[spec.stage] = ReadyStage(spec.stage, spec.backend, None, None, None)
+        paths: dict[str, str] = {}
+        for name in spec.catalog_models():
+            try:
+                paths[name] = str(store.locate(catalog[name], warm_command=command))
+            except ModelNotWarmed as e:
+                cold.append(e)
+        if len(paths) < len(spec.catalog_models()):
             continue
-        model = catalog[spec.model]
-        try:
-            path = store.locate(model, warm_command=command)
-        except ModelNotWarmed as e:
-            cold.append(e)
-            continue
+        model = catalog[spec.model] if spec.model else None
+        submodels = {
+            key: paths[value]
+            for key, value in spec.options.items()
+            if key.endswith("_model") and isinstance(value, str) and value in paths
+        }
         ready[spec.stage] = ReadyStage(
-            spec.stage, spec.backend, model.name, model.revision, str(path)
+            spec.stage,
+            spec.backend,
+            model.name if model else None,
+            model.revision if model else None,
+            paths.get(spec.model) if spec.model else None,
+            submodels,
         )
     if cold:
         details = "; ".join(f"{e.model}: {e.detail}" for e in cold)

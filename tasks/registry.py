@@ -140,8 +140,19 @@ class ModelPool:
 POOL = ModelPool()
 
 
-def load_backend(spec: StageSpec, model_path: Path | None) -> Backend:
-    """A ready backend for a profile's stage, from the pool."""
+def load_backend(
+    spec: StageSpec, model_path: Path | None, submodels: Mapping[str, str] | None = None
+) -> Backend:
+    """A ready backend for a profile's stage, from the pool.
+
+    Args:
+        spec: The profile's stage.
+        model_path: Local snapshot folder of the stage's model.
+        submodels: Option key -> local folder; replaces catalog names in options such as
+            ``segmentation_model`` so the backend only ever sees local paths.
+    """
+    if submodels:
+        spec = dataclasses.replace(spec, options={**spec.options, **submodels})
     cls, options = resolve(spec)
     key = (f"{spec.stage}:{spec.backend}", str(model_path), options)
     return POOL.get(key, lambda: cls(model_path, options))

@@ -67,7 +67,7 @@ def detect_speech(job: Job, spec: StageSpec, ready: ReadyStage, audio: StageResu
     """vad: speech spans into ``speech.json``."""
 
     def compute() -> dict[str, Any]:
-        backend = load_backend(spec, Path(ready.path) if ready.path else None)
+        backend = load_backend(spec, Path(ready.path) if ready.path else None, ready.submodels)
         spans = backend.speech_spans(load_wav(audio.result["path"]), SAMPLE_RATE)
         path = job.path / "speech.json"
         path.write_text(json.dumps([asdict(s) for s in spans]))
@@ -98,7 +98,7 @@ def recognise(
         spans = [SpeechSpan(**s) for s in json.loads(Path(speech.result["path"]).read_text())]
         if not spans:
             log.warning("no speech found in %s: the transcript will be empty", Path(job.media).name)
-        backend = load_backend(spec, Path(ready.path) if ready.path else None)
+        backend = load_backend(spec, Path(ready.path) if ready.path else None, ready.submodels)
         result = backend.transcribe(load_wav(audio.result["path"]), spans, language)
         transcript = Transcript(
             language=result.language,
