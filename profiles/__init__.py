@@ -216,7 +216,8 @@ def load_catalog(path: str | Path | None = None) -> dict[str, ModelSpec]:
     Parsed catalogs are cached per (file, modification time), so an edited file is re-read.
 
     Args:
-        path: The catalog file; defaults to ``models.yaml`` in :data:`PROFILES_DIR`.
+        path: The catalog file; defaults to ``models.yaml`` in :data:`PROFILES_DIR` with the
+            extra catalogs of ``$VOXFLOW_CATALOG`` merged over it (later entries win).
 
     Returns:
         Catalog name -> :class:`ModelSpec`, in file order (a fresh dict each call).
@@ -225,8 +226,14 @@ def load_catalog(path: str | Path | None = None) -> dict[str, ModelSpec]:
         ProfileError: The file is missing, not YAML, or an entry is invalid; the message names
             the file, the key path (``<model>.<key>``) and the allowed values.
     """
-    file = Path(path) if path is not None else PROFILES_DIR / CATALOG_FILE
-    file = file.resolve()
+    if path is None:
+        from voxflow.settings import load_settings
+
+        merged: dict[str, ModelSpec] = {}
+        for extra in (PROFILES_DIR / CATALOG_FILE, *load_settings().catalogs):
+            merged.update(load_catalog(extra))
+        return merged
+    file = Path(path).resolve()
     try:
         mtime = file.stat().st_mtime_ns
     except OSError as e:
@@ -386,7 +393,7 @@ def load_profile(
             path ending in ``.yaml`` to a profile a user wrote. Not ``auto``: resolve it first.
         directory: Where profile names are looked up; defaults to :data:`PROFILES_DIR`.
         catalog: The catalog model names must come from; defaults to ``models.yaml`` in
-            ``directory`` (or in :data:`PROFILES_DIR`).
+            ``directory``, or to :func:`load_catalog`'s default (shipped + ``$VOXFLOW_CATALOG``).
 
     Returns:
         The validated :class:`Profile`.
@@ -397,8 +404,7 @@ def load_profile(
     """
     path = _profile_path(name_or_path, directory)
     if catalog is None:
-        folder = Path(directory) if directory is not None else PROFILES_DIR
-        catalog = load_catalog(folder / CATALOG_FILE)
+        catalog = load_catalog(Path(directory) / CATALOG_FILE if directory is not None else None)
     file = str(path)
     data = _read_yaml(path)
     if not isinstance(data, Mapping):

@@ -19,11 +19,16 @@ class Settings:
         store: Root of the model volume (``$VOXFLOW_STORE``, default ``./models``).
         output: Where job directories go (``$VOXFLOW_OUTPUT``, default ``./output``).
         profile: Default hardware profile (``$VOXFLOW_PROFILE``, default ``auto``).
+        gpu_limit: Name of the Prefect global concurrency limit that GPU stages hold
+            (``$VOXFLOW_GPU_LIMIT``, default ``gpu``); one limit per GPU host keeps one host
+            from running two GPU stages at once while others run theirs.
     """
 
     store: Path = Path("models")
     output: Path = Path("output")
     profile: str = "auto"
+    catalogs: tuple[Path, ...] = ()
+    gpu_limit: str = "gpu"
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -41,4 +46,6 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         store=Path(env.get("VOXFLOW_STORE") or defaults.store),
         output=Path(env.get("VOXFLOW_OUTPUT") or defaults.output),
         profile=env.get("VOXFLOW_PROFILE") or defaults.profile,
+        gpu_limit=env.get("VOXFLOW_GPU_LIMIT") or defaults.gpu_limit,
+        catalogs=tuple(Path(p) for p in (env.get("VOXFLOW_CATALOG") or "").split(os.pathsep) if p),
     )
