@@ -10,7 +10,7 @@ def test_an_extra_catalog_adds_and_overrides_models(tmp_path, monkeypatch):
     extra.write_text(
         "my-whisper:\n"
         "  source: file:///mnt/models/my-whisper\n"
-        "  revision: 2026-11-01\n"
+        "  revision: '2026-11-01'\n"
         "  files: [model.bin, config.json, tokenizer.json, vocabulary.txt]\n"
         "  format: ctranslate2\n"
         "silero-vad-v6:\n"

@@ -22,6 +22,9 @@ class Settings:
         gpu_limit: Name of the Prefect global concurrency limit that GPU stages hold
             (``$VOXFLOW_GPU_LIMIT``, default ``gpu``); one limit per GPU host keeps one host
             from running two GPU stages at once while others run theirs.
+        catalogs: Extra model catalogs merged over the shipped one, in order
+            (``$VOXFLOW_CATALOG``, paths separated by ``os.pathsep``): how an operator adds or
+            overrides models without editing the package.
     """
 
     store: Path = Path("models")
