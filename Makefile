@@ -36,7 +36,7 @@ bench: install
 # Re-resolve the lock from pyproject's ranges in a throwaway venv.
 lock:
 	rm -rf /tmp/voxflow-lock && $(PYTHON) -m venv /tmp/voxflow-lock
-	/tmp/voxflow-lock/bin/pip install -q -e '.[test]'
+	/tmp/voxflow-lock/bin/pip install -q -e '.[test,openvino]'
 	( echo "# Exact versions for a reproducible install (make demo / make test)."; \
 	  echo "# Regenerate with: make lock   (pyproject.toml declares the allowed ranges)"; \
 	  /tmp/voxflow-lock/bin/pip freeze --exclude-editable ) > requirements.lock

@@ -6,11 +6,19 @@ Layout under ``root``::
     hub/models--org--name/snapshots/<snapshot_id>/<file>      relative symlink to its blob
     hub/models--org--name/refs/main                           the snapshot id
     manifests/models--org--name/<snapshot_id>.json            written last: "this is complete"
+    manifests/models--org--name/<snapshot_id>.verified.json   the last verify: when, deep, bad files
     .locks/models--org--name.lock                             one warmer per model at a time
+    .staging/models--org--name/<host>-<pid>-<hex>/            hub downloads before their rename
 
-Only :meth:`ModelStore.warm` writes, always temp file -> fsync -> ``os.replace`` under the lock,
-so an interrupted warm leaves no manifest. ``locate``, ``verify`` and ``status`` only read and
-work on a read-only volume.
+Only :meth:`ModelStore.warm` writes model files, always a per-process temp name -> fsync ->
+``os.replace``, under a file lock. The rename is the commit, so even where ``flock`` is not
+reliable (some NFS mounts) two warmers can only both write the same bytes under the same name;
+an interrupted warm leaves no manifest. ``locate`` and ``status`` only read and work on a
+read-only volume; ``verify`` also records its outcome beside the manifest when it can write.
+
+Every name that becomes a path (catalog files, manifest entries, blob hashes) is checked first:
+nothing relative with ``..``, nothing absolute, and snapshot links must land in the model's own
+``blobs`` folder. Weights are copied, never loaded, here (no pickle is ever opened).
 """
 
 from __future__ import annotations
@@ -20,9 +28,12 @@ import hashlib
 import json
 import logging
 import os
+import re
 import secrets
 import shlex
 import shutil
+import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -37,13 +48,20 @@ from prefect.blocks.core import Block
 from pydantic import Field
 
 import voxflow
-from blocks.sources import Source, open_source, source_for_url
+from blocks.sources import HubAccess, Source, open_source, source_for_url
 from profiles.catalog import ModelSpec
 from voxflow.errors import ModelNotWarmed, SourceError, StoreFull, StoreReadOnly, VoxflowError
+from voxflow.settings import load_settings
 
 log = logging.getLogger(__name__)
 
-CHUNK = 1 << 20
+CHUNK = 8 << 20  # large reads: hashlib and write() release the GIL for the whole chunk
+_HEX40 = re.compile(r"[0-9a-f]{40}")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_REF = re.compile(r"[A-Za-z0-9._-]+")
+_HOST = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())[:40] or "host"
+STALE_TEMP_S = 3600
+"""A temp file or staging folder whose writer cannot be proven alive is removed after this."""
 Progress = Callable[[str, int, int], None]
 """Called as ``progress(file, bytes_done, file_size)`` after each chunk copied."""
 
@@ -80,6 +98,17 @@ class ModelStatus:
     size_bytes: int
     path: Path | None
     warmed_at: str | None
+    problems: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Inspection:
+    """The manifest (None when absent or unusable), what is wrong, and what to re-hash."""
+
+    manifest: dict[str, Any] | None
+    problems: list[str]
+    bad: list[str]
+    suspects: list[str]
 
 
 class ModelStore(Block):
@@ -87,7 +116,12 @@ class ModelStore(Block):
 
     Attributes:
         root: Root folder of the volume (a local path or a mounted NFS/EFS volume).
-        mirrors: Folder URLs tried before a model's own source, as ``<mirror>/<repo_id>/<file>``.
+        mirrors: Folder URLs tried before a model's own source, as ``<mirror>/<repo_id>/<file>``;
+            a mirror that fails is skipped with a warning.
+        hub_endpoint: Hub URL for ``hf://`` sources; ``$HF_ENDPOINT`` or huggingface.co if empty.
+        hf_token_secret: Name of a Prefect ``Secret`` block holding the hub token (for gated or
+            private models); ``$HF_TOKEN`` when empty. The token itself is never stored here.
+        max_workers: Files fetched at once.
     """
 
     _block_type_name = "Voxflow Model Store"
@@ -97,16 +131,48 @@ class ModelStore(Block):
         default_factory=list,
         description="Folder URLs tried before the model's source, as <mirror>/<repo_id>/<file>.",
     )
+    hub_endpoint: str | None = Field(
+        default=None, description="Hub URL for hf:// sources ($HF_ENDPOINT when empty)."
+    )
+    hf_token_secret: str | None = Field(
+        default=None,
+        description="Prefect Secret block holding the hub token ($HF_TOKEN when empty).",
+    )
+    max_workers: int = Field(default=4, ge=1, description="Files fetched at once.")
 
     # -- layout ------------------------------------------------------------------------------
 
+    def snapshot_id(self, spec: ModelSpec) -> str:
+        """The snapshot folder name of ``spec`` in this volume.
+
+        A pinned model's is fixed by the catalog; a hub model with a moving revision
+        (``pinned: false``) uses the commit its last warm resolved, recorded in
+        ``refs/<revision>`` as the hub cache does.
+        """
+        if spec.scheme == "hf" and not _HEX40.fullmatch(spec.revision):
+            if _REF.fullmatch(spec.revision):
+                try:
+                    commit = (self._repo(spec) / "refs" / spec.revision).read_text().strip()
+                except OSError:
+                    commit = ""
+                if _HEX40.fullmatch(commit):
+                    return commit
+        return spec.snapshot_id
+
     def snapshot_dir(self, spec: ModelSpec) -> Path:
         """Return the folder a backend loads ``spec`` from (whether or not it is warmed)."""
-        return self._repo(spec) / "snapshots" / spec.snapshot_id
+        return self._repo(spec) / "snapshots" / self.snapshot_id(spec)
 
     def manifest_path(self, spec: ModelSpec) -> Path:
         """Return the manifest whose presence means ``spec`` is completely warmed."""
-        return Path(self.root) / "manifests" / spec.repo_folder / f"{spec.snapshot_id}.json"
+        return self._manifests(spec) / f"{self.snapshot_id(spec)}.json"
+
+    def verified_path(self, spec: ModelSpec) -> Path:
+        """Return the record of the last :meth:`verify` of ``spec``."""
+        return self._manifests(spec) / f"{self.snapshot_id(spec)}.verified.json"
+
+    def _manifests(self, spec: ModelSpec) -> Path:
+        return Path(self.root) / "manifests" / spec.repo_folder
 
     def _repo(self, spec: ModelSpec) -> Path:
         return Path(self.root) / "hub" / spec.repo_folder
@@ -127,38 +193,52 @@ class ModelStore(Block):
         Raises:
             ModelNotWarmed: No manifest, or a file is missing or has the wrong size.
         """
-        manifest, problems = self._inspect(spec)
-        if manifest is None or problems:
+        state = self._inspect(spec)
+        if state.manifest is None or state.problems:
             command = warm_command or f"voxflow warm --store {shlex.quote(self.root)}"
-            detail = ", ".join(problems)
+            detail = ", ".join(state.problems)
             raise ModelNotWarmed(spec.name, str(self.snapshot_dir(spec)), detail, command)
         return self.snapshot_dir(spec)
 
     def status(self, spec: ModelSpec) -> ModelStatus:
         """Return whether ``spec`` is warmed, cold or corrupt, without hashing anything."""
-        manifest, problems = self._inspect(spec)
+        state = self._inspect(spec)
         if not self.manifest_path(spec).exists():
-            return ModelStatus(spec.name, "cold", 0, None, None)
-        manifest = manifest or {}
+            return ModelStatus(spec.name, "cold", 0, None, None, tuple(state.problems))
+        manifest = state.manifest or {}
         return ModelStatus(
             spec.name,
-            "corrupt" if problems else "warmed",
+            "corrupt" if state.problems or state.manifest is None else "warmed",
             int(manifest.get("total_size", 0)),
             self.snapshot_dir(spec),
             manifest.get("warmed_at"),
+            tuple(state.problems),
         )
+
+    def last_verified(self, spec: ModelSpec) -> dict[str, Any] | None:
+        """The record of the last verify (``verified_at``, ``deep``, ``ok``, ``bad_files``)."""
+        try:
+            record = json.loads(self.verified_path(spec).read_text())
+        except (OSError, ValueError):
+            return None
+        return record if isinstance(record, dict) else None
 
     def verify(self, spec: ModelSpec, deep: bool = False) -> VerifyResult:
         """Check a warmed model against its manifest, offline.
 
+        The outcome is recorded beside the manifest (for ``voxflow cache report``, and so that
+        the next warm re-fetches the files a deep verify found bad); on a read-only volume it
+        is only returned.
+
         Args:
             spec: The catalog entry.
-            deep: Also recompute each file's sha256 (reads every byte).
+            deep: Also recompute each file's sha256 (reads every byte, both cores).
 
         Returns:
             The result; ``ok`` is false when the model is not warmed or any file differs.
         """
-        manifest, problems = self._inspect(spec)
+        state = self._inspect(spec)
+        manifest, problems, bad = state.manifest, list(state.problems), list(state.bad)
         if manifest is None:
             return VerifyResult(
                 spec.name, False, ["not warmed"] if problems == ["no manifest"] else problems, 0, 0
@@ -167,41 +247,89 @@ class ModelStore(Block):
         if deep:
             snapshot = self.snapshot_dir(spec)
             # Files with a wrong size are already reported; hash the rest.
-            sized = [e for e in entries if _has_size(snapshot / e["path"], e["size"])]
-            with ThreadPoolExecutor(max_workers=2) as pool:  # hashlib releases the GIL
-                digests = pool.map(lambda e: _sha256(snapshot / e["path"]), sized)
-                for entry, digest in zip(sized, digests, strict=True):
-                    if digest != entry["sha256"]:
-                        problems.append(
-                            f"{entry['path']}: sha256 is {digest}, manifest says {entry['sha256']}"
-                        )
+            sized = [e for e in entries if e["path"] not in bad]
+            for entry, digest in zip(sized, self._hash_all(snapshot, sized), strict=True):
+                if digest != entry["sha256"]:
+                    problems.append(
+                        f"{entry['path']}: sha256 is {digest}, manifest says {entry['sha256']}"
+                    )
+                    bad.append(entry["path"])
         total = sum(e["size"] for e in entries)
+        self._record_verify(spec, deep, problems, bad)
         return VerifyResult(spec.name, not problems, problems, len(entries), total)
 
-    def _inspect(self, spec: ModelSpec) -> tuple[dict[str, Any] | None, list[str]]:
-        """Read the manifest and stat each file; return it (None if absent) and the problems."""
+    def _hash_all(self, snapshot: Path, entries: list[dict[str, Any]]) -> list[str]:
+        # hashlib releases the GIL on large buffers, so threads use every core.
+        workers = max(1, min(len(entries), os.cpu_count() or 2))
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(lambda e: _sha256(snapshot / e["path"]), entries))
+
+    def _record_verify(self, spec: ModelSpec, deep: bool, problems: list[str], bad: list[str]):
+        record = {
+            "verified_at": _now(),
+            "deep": deep,
+            "ok": not problems,
+            "problems": problems,
+            "bad_files": sorted(set(bad)),
+        }
+        try:
+            _atomic_write(self.verified_path(spec), json.dumps(record, indent=2).encode())
+        except OSError as e:  # a read-only volume: verify still answers, it just cannot note it
+            log.debug("cannot record the verify of %s: %s", spec.name, e)
+
+    def _inspect(self, spec: ModelSpec, suspects: bool = False) -> _Inspection:
+        """Read the manifest and stat each file; with ``suspects``, also list files to re-hash.
+
+        A file is a suspect when its bytes changed after the manifest was written (its mtime is
+        newer) or the last verify found it bad: cheap signs of a flipped byte that a size check
+        cannot see.
+        """
         path = self.manifest_path(spec)
         try:
-            manifest = json.loads(path.read_text())
-            sizes = {e["path"]: e["size"] for e in manifest["files"]}
+            raw = path.read_bytes()
+            manifest_mtime = path.stat().st_mtime_ns
+            manifest = json.loads(raw)
+            entries = manifest["files"]
+            for entry in entries:
+                _check_entry(entry)
+            sizes = {e["path"]: e["size"] for e in entries}
         except FileNotFoundError:
-            return None, ["no manifest"]
+            return _Inspection(None, ["no manifest"], [], [])
+        except SourceError as e:
+            return _Inspection(None, [f"manifest {path} is refused: {e}"], [], [])
         except (OSError, ValueError, KeyError, TypeError) as e:
-            return None, [f"manifest {path} is unreadable ({e!r})"]
+            return _Inspection(None, [f"manifest {path} is unreadable ({e!r})"], [], [])
         snapshot = self.snapshot_dir(spec)
+        blobs = os.path.realpath(self._repo(spec) / "blobs")
         problems = [f"{f} is not in the manifest" for f in spec.files if f not in sizes]
+        bad: list[str] = []
+        newer: list[str] = []
         for file, size in sizes.items():
+            target = snapshot / file
             try:
-                actual = (snapshot / file).stat().st_size
+                st = target.stat()
             except FileNotFoundError:
                 problems.append(f"{file} is missing")
+                bad.append(file)
                 continue
             except OSError as e:
                 problems.append(f"{file} cannot be read ({e.strerror})")
+                bad.append(file)
                 continue
-            if actual != size:
-                problems.append(f"{file} is {actual} bytes, manifest says {size}")
-        return manifest, problems
+            if os.path.commonpath([blobs, os.path.realpath(target)]) != blobs:
+                problems.append(f"{file} points outside the model's blobs")
+                bad.append(file)
+            elif st.st_size != size:
+                problems.append(f"{file} is {st.st_size} bytes, manifest says {size}")
+                bad.append(file)
+            elif st.st_mtime_ns > manifest_mtime:
+                newer.append(file)
+        found: list[str] = []
+        if suspects:
+            record = self.last_verified(spec) or {}
+            flagged = record.get("bad_files", []) if not record.get("ok", True) else []
+            found = sorted({*newer, *(f for f in flagged if f in sizes)} - set(bad))
+        return _Inspection(manifest, problems, bad, found)
 
     # -- writing -----------------------------------------------------------------------------
 
@@ -210,15 +338,18 @@ class ModelStore(Block):
     ) -> WarmResult:
         """Copy a model's files into the volume, unless they are already there.
 
+        A model that is present costs a stat per file. Files whose bytes changed since the
+        manifest was written, or that the last ``verify --deep`` found bad, are re-hashed and
+        fetched again if they differ, so a plain warm repairs a flipped byte.
+
         Args:
             spec: The catalog entry.
             progress: Called as ``progress(file, bytes_done, file_size)`` while copying.
-            force: Copy every file again even when sizes match, e.g. to repair a corruption
-                only ``verify(deep=True)`` sees.
+            force: Copy every file again, trusting nothing on the volume.
 
         Returns:
-            ``status="present"`` when the manifest and file sizes already matched (nothing
-            written), else ``"warmed"``.
+            ``status="present"`` when everything already matched (nothing written), else
+            ``"warmed"``.
 
         Raises:
             SourceError: The source cannot deliver a file, is at another revision, or a file
@@ -230,21 +361,36 @@ class ModelStore(Block):
         for file in spec.files:
             _check_name(spec, file)
         outcome: Literal["warmed", "present"] = "present"
-        manifest, problems = self._inspect(spec)
-        if force or manifest is None or problems:
+        state = self._inspect(spec, suspects=True)
+        manifest = state.manifest
+        if not (force or manifest is None or state.problems or state.suspects):
+            pass  # the common case: one stat per file, nothing written
+        elif not (force or manifest is None or state.problems) and not self._writable():
+            # A read-only volume with only suspects: answer without writing if they hash right.
+            if self._rehash(spec, manifest, state.suspects):
+                raise StoreReadOnly(self.root, "files differ from their manifest")
+        else:
             self._make_writable()
             lock = Path(self.root) / ".locks" / f"{spec.repo_folder}.lock"
             try:
                 with FileLock(lock, mode=0o664):
-                    manifest, problems = self._inspect(spec)  # another warmer may have finished
-                    if force or manifest is None or problems:
-                        manifest, outcome = self._fill(spec, manifest, progress, force), "warmed"
+                    state = self._inspect(spec, suspects=True)  # another warmer may be done
+                    manifest = state.manifest
+                    bad = set(state.bad)
+                    if manifest is not None and state.suspects and not force:
+                        bad |= self._rehash(spec, manifest, state.suspects)
+                    if force or manifest is None or bad or state.problems:
+                        manifest = self._fill(spec, manifest, progress, force, bad)
+                        outcome = "warmed"
+                    elif state.suspects:
+                        self._settle(spec, state.suspects)
             except VoxflowError:
                 raise
             except OSError as e:
                 if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
                     raise StoreReadOnly(self.root, e.strerror or str(e)) from e
                 raise
+        assert manifest is not None
         result = WarmResult(
             spec.name,
             outcome,
@@ -255,6 +401,26 @@ class ModelStore(Block):
         )
         log.info("%s %s: %d files, %d bytes", outcome, spec.name, result.files, result.bytes)
         return result
+
+    def _writable(self) -> bool:
+        return os.access(self.root, os.W_OK)
+
+    def _rehash(self, spec: ModelSpec, manifest: dict[str, Any], files: list[str]) -> set[str]:
+        """Return the files among ``files`` whose sha256 differs from the manifest."""
+        entries = [e for e in manifest["files"] if e["path"] in files]
+        digests = self._hash_all(self.snapshot_dir(spec), entries)
+        bad = {e["path"] for e, d in zip(entries, digests, strict=True) if d != e["sha256"]}
+        for file in sorted(bad):
+            log.warning("%s: %s differs from its manifest; fetching it again", spec.name, file)
+        return bad
+
+    def _settle(self, spec: ModelSpec, files: list[str]) -> None:
+        """Suspects hashed right: mark the manifest current so the next warm is a stat again."""
+        snapshot = self.snapshot_dir(spec)
+        newest = max((snapshot / f).stat().st_mtime_ns for f in files)
+        stamp = max(time.time_ns(), newest + 1)
+        os.utime(self.manifest_path(spec), ns=(stamp, stamp))
+        self.verified_path(spec).unlink(missing_ok=True)
 
     def _make_writable(self) -> None:
         root = Path(self.root)
@@ -267,113 +433,359 @@ class ModelStore(Block):
         if not os.access(root, os.W_OK):
             raise StoreReadOnly(self.root, "no write permission")
 
+    def hub_access(self) -> HubAccess:
+        """Endpoint and token for ``hf://`` sources: this block's fields, else the settings.
+
+        Raises:
+            SourceError: ``hf_token_secret`` names a Secret block that cannot be loaded.
+        """
+        settings = load_settings()
+        token = settings.hf_token
+        if self.hf_token_secret:
+            from prefect.blocks.system import Secret
+
+            try:
+                token = str(Secret.load(self.hf_token_secret).get())
+            except Exception as e:  # Prefect raises ValueError, httpx errors, ...
+                raise SourceError(
+                    f"cannot load the Prefect Secret block {self.hf_token_secret!r} named by the "
+                    f"model store's hf_token_secret ({type(e).__name__}); create it (Blocks > "
+                    "Secret in the UI, or Secret(value=...).save(name)) or fix the name"
+                ) from e
+        return HubAccess(endpoint=self.hub_endpoint or settings.hf_endpoint, token=token)
+
     def _fill(
         self,
         spec: ModelSpec,
         old: dict[str, Any] | None,
         progress: Progress | None,
         force: bool,
+        bad: set[str],
     ) -> dict[str, Any]:
-        """Copy what is missing, link the snapshot, then write the manifest and refs/main."""
+        """Fetch what is missing or bad, link the snapshot, then write manifest and refs."""
         # A stale manifest must go first: an interrupted repair must not look complete.
         self.manifest_path(spec).unlink(missing_ok=True)
-        plan = self._plan(spec)
-        needed = sum(size for _, _, size in plan)
-        known = {} if force else {e["path"]: e for e in (old or {}).get("files", [])}
+        self.verified_path(spec).unlink(missing_ok=True)
         repo = self._repo(spec)
         blobs = repo / "blobs"
+        source = open_source(spec, self.hub_access() if spec.scheme == "hf" else None)
+        known = {} if force else {e["path"]: e for e in (old or {}).get("files", [])}
+        reuse = {
+            f: known[f]
+            for f in spec.files
+            if f in known
+            and f not in bad
+            and _has_size(blobs / known[f]["sha256"], known[f]["size"])
+        }
+        jobs = [f for f in spec.files if f not in reuse]
+        staging = Path(self.root) / ".staging" / spec.repo_folder / _temp_name()
+        needed = sum(e["size"] for e in reuse.values())
         try:
             blobs.mkdir(parents=True, exist_ok=True)
-            entries = []
-            for file, reader, size in plan:
-                entry = known.get(file)  # a repair keeps blobs that still have their size
-                if not (
-                    entry and entry["size"] == size and _has_size(blobs / entry["sha256"], size)
-                ):
-                    entry = self._fetch(spec, reader, file, size, blobs, progress, force)
-                _link(self.snapshot_dir(spec) / file, blobs / entry["sha256"])
-                entries.append(entry)
+            _clean_stale(blobs, staging.parent)
+            plan = self._plan(spec, source, jobs)
+            needed += sum(size or 0 for _, cands in plan for _, size in cands[:1])
+            fetched = self._run_jobs(spec, source, plan, blobs, staging, progress, force or bad)
+            entries = [reuse.get(f) or fetched[f] for f in spec.files]
+            snapshot_id = self._resolved_snapshot(spec, source)
+            snapshot = repo / "snapshots" / snapshot_id
+            for entry in entries:
+                _link(snapshot / entry["path"], blobs / entry["sha256"])
             manifest = {
                 "name": spec.name,
                 "repo_id": spec.repo_id,
                 "source": spec.source,
                 "revision": spec.revision,
-                "snapshot_id": spec.snapshot_id,
+                "snapshot_id": snapshot_id,
                 "format": spec.format,
                 "files": entries,
                 "total_size": sum(e["size"] for e in entries),
-                "warmed_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "warmed_at": _now(),
                 "voxflow": voxflow.__version__,
             }
-            _atomic_write(self.manifest_path(spec), json.dumps(manifest, indent=2).encode())
-            _atomic_write(repo / "refs" / "main", spec.snapshot_id.encode())
+            path = self._manifests(spec) / f"{snapshot_id}.json"
+            _atomic_write(path, json.dumps(manifest, indent=2).encode())
+            _atomic_write(repo / "refs" / "main", snapshot_id.encode())
+            if spec.revision != "main" and spec.scheme == "hf" and _REF.fullmatch(spec.revision):
+                if not _HEX40.fullmatch(spec.revision):
+                    _atomic_write(repo / "refs" / spec.revision, snapshot_id.encode())
         except OSError as e:
             if e.errno == errno.ENOSPC and not isinstance(e, VoxflowError):
                 free = shutil.disk_usage(self.root).free
                 raise StoreFull(self.root, spec.name, needed, free) from e
             raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
         return manifest
 
-    def _plan(self, spec: ModelSpec) -> list[tuple[str, Source, int]]:
-        """Pick where each file comes from (a mirror first) and learn its size."""
-        mirrors = [source_for_url(f"{m.rstrip('/')}/{spec.repo_id}") for m in self.mirrors]
-        source = open_source(spec)
-        plan: list[tuple[str, Source, int]] = []
-        pending: list[str] = []
-        for file in spec.files:
-            for mirror in mirrors:
-                with _reading(spec, mirror, file):
-                    try:
-                        plan.append((file, mirror, mirror.size(file)))
-                        break
-                    except FileNotFoundError:
-                        continue
-            else:
-                pending.append(file)
-        if pending:
-            source.check_revision()
-        for file in pending:
-            with _reading(spec, source, file):
-                plan.append((file, source, source.size(file)))
+    def _resolved_snapshot(self, spec: ModelSpec, source: Source) -> str:
+        if spec.scheme == "hf" and not _HEX40.fullmatch(spec.revision):
+            commit = source.commit()  # type: ignore[attr-defined]
+            log.info("%s: revision %s is commit %s", spec.name, spec.revision, commit)
+            return commit
+        return spec.snapshot_id
+
+    def _plan(
+        self, spec: ModelSpec, source: Source, files: list[str]
+    ) -> list[tuple[str, list[tuple[Source, int | None]]]]:
+        """For each file, where to try it from in order (mirrors first) and its size there.
+
+        A mirror that lacks a file is skipped quietly; a mirror that fails (unreachable, no
+        permission) is skipped with a warning for the rest of this warm.
+        """
+        mirrors: list[Source] = []
+        for url in self.mirrors:
+            try:
+                mirrors.append(source_for_url(f"{url.rstrip('/')}/{spec.repo_id}"))
+            except SourceError as e:  # an fsspec protocol whose package is missing
+                log.warning("skipping mirror %s: %s", url, e)
+        dead: set[int] = set()
+        plan = []
+        for file in files:
+            cands: list[tuple[Source, int | None]] = []
+            for i, mirror in enumerate(mirrors):
+                if i in dead:
+                    continue
+                try:
+                    cands.append((mirror, mirror.size(file)))
+                except FileNotFoundError:
+                    log.debug("mirror %s has no %s of %s", mirror.url, file, spec.name)
+                except Exception as e:  # any failure of one mirror: try the next
+                    dead.add(i)
+                    log.warning(
+                        "mirror %s failed for %s (%s: %s); trying the next mirror or the source",
+                        mirror.url,
+                        spec.name,
+                        type(e).__name__,
+                        e,
+                    )
+            cands.append((source, None))
+            plan.append((file, cands))
+        if any(cands[0][0] is source for _, cands in plan):
+            with _reading(spec, source, "the file list"):
+                source.check_revision()
+            for file, cands in plan:
+                if cands[0][0] is source:  # sizes up front: a full disk can say what was needed
+                    with _reading(spec, source, file):
+                        cands[0] = (source, source.size(file))
         return plan
+
+    def _run_jobs(
+        self,
+        spec: ModelSpec,
+        source: Source,
+        plan: list[tuple[str, list[tuple[Source, int | None]]]],
+        blobs: Path,
+        staging: Path,
+        progress: Progress | None,
+        replace: bool | set[str],
+    ) -> dict[str, dict[str, Any]]:
+        """Fetch the planned files in parallel; return their manifest entries by name."""
+        checked = threading.Lock()
+        revision_ok: list[bool] = []
+
+        def one(file: str, cands: list[tuple[Source, int | None]]) -> dict[str, Any]:
+            for i, (reader, size) in enumerate(cands):
+                try:
+                    if reader is source:
+                        with checked:
+                            if not revision_ok:
+                                with _reading(spec, source, "the file list"):
+                                    source.check_revision()
+                                revision_ok.append(True)
+                        if size is None:
+                            with _reading(spec, source, file):
+                                size = source.size(file)
+                    force = replace if isinstance(replace, bool) else file in replace
+                    return self._fetch(spec, reader, file, size, blobs, staging, progress, force)
+                except SourceError as e:
+                    if i == len(cands) - 1:
+                        raise
+                    log.warning("%s; trying the next mirror or the source", e)
+            raise AssertionError("unreachable: the source is always the last candidate")
+
+        if not plan:
+            return {}
+        with ThreadPoolExecutor(max_workers=min(self.max_workers, len(plan))) as pool:
+            futures = {file: pool.submit(one, file, cands) for file, cands in plan}
+            try:
+                return {file: future.result() for file, future in futures.items()}
+            except BaseException:
+                for future in futures.values():
+                    future.cancel()
+                raise
 
     def _fetch(
         self,
         spec: ModelSpec,
         reader: Source,
         file: str,
-        size: int,
+        size: int | None,
         blobs: Path,
+        staging: Path,
         progress: Progress | None,
         force: bool,
     ) -> dict[str, Any]:
-        """Stream one file into a blob, hashing as it goes; return its manifest entry."""
-        tmp = blobs / f".{os.getpid()}.{secrets.token_hex(6)}.incomplete"
-        digest = hashlib.sha256()
-        done = 0
-        log.debug("copying %s of %s from %s", file, spec.name, reader.url)
+        """Bring one file into a blob, hashing it; return its manifest entry.
+
+        Streaming sources are copied to a per-process temp name in ``blobs``; downloading
+        sources (the hub) write into ``staging`` on the same volume. Either way the file is
+        hashed, fsynced and renamed to ``blobs/<sha256>``: the rename is the commit.
+        """
+        log.debug("fetching %s of %s from %s", file, spec.name, reader.url)
+        tmp = blobs / f".{_temp_name()}.incomplete"
         try:
             with _reading(spec, reader, file):
-                src = reader.open(file)
-            with src, open(tmp, "wb") as dst:
-                while True:
-                    with _reading(spec, reader, file):
-                        chunk = src.read(CHUNK)
-                    if not chunk:
-                        break
-                    digest.update(chunk)
-                    dst.write(chunk)
-                    done += len(chunk)
-                    if progress:
-                        progress(file, done, size)
-                dst.flush()
-                os.fsync(dst.fileno())
-            blob = blobs / digest.hexdigest()
+                local = reader.materialize(file, staging)
+            if local is not None:
+                tmp = local
+                digest, done = _hash_and_sync(local)
+            else:
+                digest, done = self._copy(spec, reader, file, size, tmp, progress)
+            if size is not None and done != size:
+                raise SourceError(
+                    f"{file!r} of model {spec.name!r} from {reader.url} arrived with {done} "
+                    f"bytes, expected {size}; run the warm again"
+                )
+            expected = reader.expected_sha256(file)
+            if expected and expected != digest:
+                raise SourceError(
+                    f"{file!r} of model {spec.name!r} from {reader.url} has sha256 {digest}, "
+                    f"the source says {expected}; run the warm again"
+                )
+            blob = blobs / digest
             if force or not _has_size(blob, done):  # an equal blob is kept untouched
                 os.replace(tmp, blob)
+            if local is not None and progress:
+                progress(file, done, done)
         finally:
             tmp.unlink(missing_ok=True)
-        return {"path": file, "size": done, "sha256": digest.hexdigest()}
+        return {"path": file, "size": done, "sha256": digest}
+
+    def _copy(
+        self,
+        spec: ModelSpec,
+        reader: Source,
+        file: str,
+        size: int | None,
+        tmp: Path,
+        progress: Progress | None,
+    ) -> tuple[str, int]:
+        digest = hashlib.sha256()
+        done = 0
+        with _reading(spec, reader, file):
+            src = reader.open(file)
+        buffer = bytearray(CHUNK)  # one buffer per file: no 8 MiB allocation per read
+        view = memoryview(buffer)
+        readinto = getattr(src, "readinto", None)
+        with src, open(tmp, "wb") as dst:  # buffered: write() never stops short
+            while True:
+                with _reading(spec, reader, file):
+                    if readinto is not None:
+                        n = readinto(buffer)
+                        chunk = view[:n] if n else b""
+                    else:
+                        chunk = src.read(CHUNK)
+                if not chunk:
+                    break
+                digest.update(chunk)
+                dst.write(chunk)
+                done += len(chunk)
+                if progress:
+                    progress(file, done, size if size is not None else done)
+            dst.flush()
+            os.fsync(dst.fileno())
+        return digest.hexdigest(), done
+
+    # -- housekeeping ------------------------------------------------------------------------
+
+    def usage(self) -> tuple[int, int, int]:
+        """Return (bytes the volume's files use, disk size, disk free) for the volume."""
+        root = Path(self.root)
+        used = sum(p.lstat().st_size for p in root.rglob("*") if p.is_file() and not p.is_symlink())
+        disk = shutil.disk_usage(root if root.exists() else root.parent)
+        return used, disk.total, disk.free
+
+    def unreferenced(self, keep: list[ModelSpec]) -> list[tuple[Path, int]]:
+        """Everything on the volume that none of ``keep`` needs, with its size in bytes.
+
+        That is: repos of models not in ``keep``, other snapshots (and their manifests) of the
+        kept ones, blobs no kept manifest lists, and temp files of warms that are surely gone.
+        A kept model that is not warmed keeps nothing (its next warm fetches again).
+        """
+        wanted: dict[str, dict[str, ModelSpec]] = {}
+        for spec in keep:
+            wanted.setdefault(spec.repo_folder, {})[self.snapshot_id(spec)] = spec
+        root = Path(self.root)
+        found: list[tuple[Path, int]] = []
+        for repo in sorted((root / "hub").glob("models--*")):
+            if repo.name not in wanted:
+                found.append((repo, _du(repo)))
+                if (root / "manifests" / repo.name).exists():
+                    found.append(
+                        (root / "manifests" / repo.name, _du(root / "manifests" / repo.name))
+                    )
+                continue
+            snaps = wanted[repo.name]
+            blobs: set[str] = set()
+            for spec in snaps.values():
+                state = self._inspect(spec)
+                if state.manifest is not None:
+                    blobs |= {e["sha256"] for e in state.manifest["files"]}
+            for snap in sorted((repo / "snapshots").glob("*")):
+                if snap.name not in snaps:
+                    found.append((snap, 0))
+            for manifest in sorted((root / "manifests" / repo.name).glob("*.json")):
+                if manifest.name.split(".")[0] not in snaps:
+                    found.append((manifest, manifest.stat().st_size))
+            for blob in sorted((repo / "blobs").glob("*")):
+                temp = blob.name.startswith(".")
+                name = blob.name.removesuffix(".incomplete")
+                if (temp and _writer_gone(name, blob.lstat().st_mtime)) or (
+                    not temp and blob.name not in blobs
+                ):
+                    found.append((blob, blob.lstat().st_size))
+        for staging in sorted((root / ".staging").glob("*/*")):
+            if _writer_gone(staging.name, staging.lstat().st_mtime):
+                found.append((staging, _du(staging)))
+        return found
+
+    def remove(self, paths: list[Path]) -> int:
+        """Delete what :meth:`unreferenced` listed, each repo under its warm lock.
+
+        Returns:
+            Bytes freed.
+
+        Raises:
+            StoreReadOnly: The volume cannot be written.
+        """
+        self._make_writable()
+        root = Path(self.root).resolve()
+        by_repo: dict[str, list[Path]] = {}
+        for path in paths:
+            if not path.resolve().is_relative_to(root) or path.resolve() == root:
+                raise SourceError(f"refusing to delete {path}: it is not inside {root}")
+            rel = path.resolve().relative_to(root).parts
+            repo = rel[1] if len(rel) > 1 else ""
+            by_repo.setdefault(repo, []).append(path)
+        freed = 0
+        for repo, items in by_repo.items():
+            with FileLock(Path(self.root) / ".locks" / f"{repo or 'volume'}.lock", mode=0o664):
+                for path in items:
+                    size = _du(path)
+                    if path.is_dir() and not path.is_symlink():
+                        shutil.rmtree(path)
+                    else:
+                        path.unlink(missing_ok=True)
+                    freed += size
+                    log.info("pruned %s (%d bytes)", path, size)
+        return freed
+
+
+def _du(path: Path) -> int:
+    if path.is_symlink() or path.is_file():
+        return path.lstat().st_size
+    return sum(p.lstat().st_size for p in path.rglob("*") if not p.is_dir() or p.is_symlink())
 
 
 @contextmanager
@@ -390,12 +802,79 @@ def _reading(spec: ModelSpec, reader: Source, file: str) -> Iterator[None]:
 
 
 def _check_name(spec: ModelSpec, file: str) -> None:
-    path = PurePosixPath(file)
-    if not file or path.is_absolute() or ".." in path.parts or "\\" in file:
+    if not _safe_name(file):
         raise SourceError(
             f"model {spec.name!r} lists file {file!r}, which would escape the model volume; "
             "file names must be relative paths without '..'"
         )
+
+
+def _safe_name(file: object) -> bool:
+    if not isinstance(file, str) or not file or "\\" in file or "\x00" in file:
+        return False
+    path = PurePosixPath(file)
+    return not path.is_absolute() and ".." not in path.parts and path.parts != ()
+
+
+def _check_entry(entry: Any) -> None:
+    """A manifest entry names a safe relative path, a sha256 and a size; else SourceError."""
+    if not isinstance(entry, dict) or not _safe_name(entry.get("path")):
+        path = entry.get("path") if isinstance(entry, dict) else entry
+        raise SourceError(f"it lists {path!r}, which would escape the model volume")
+    if not isinstance(entry.get("sha256"), str) or not _HEX64.fullmatch(entry["sha256"]):
+        raise SourceError(f"{entry['path']!r} has no valid sha256 ({entry.get('sha256')!r})")
+    if not isinstance(entry.get("size"), int) or entry["size"] < 0:
+        raise SourceError(f"{entry['path']!r} has no valid size ({entry.get('size')!r})")
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _temp_name() -> str:
+    """Unique per host, process and call: no two writers ever share a temp name."""
+    return f"{_HOST}-{os.getpid()}-{secrets.token_hex(6)}"
+
+
+def _writer_gone(name: str, mtime: float) -> bool:
+    """Whether the writer of a temp name is surely gone (dead here, or silent for an hour)."""
+    parts = name.lstrip(".").split("-")
+    if len(parts) >= 3 and "-".join(parts[:-2]) == _HOST and parts[-2].isdigit():
+        try:
+            os.kill(int(parts[-2]), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+    return time.time() - mtime > STALE_TEMP_S
+
+
+def _clean_stale(blobs: Path, staging: Path) -> None:
+    """Remove temp files and staging folders left by killed warmers (called under the lock)."""
+    for path in [*blobs.glob(".*.incomplete"), *(staging.iterdir() if staging.is_dir() else [])]:
+        name = path.name.removesuffix(".incomplete")
+        try:
+            if _writer_gone(name, path.lstat().st_mtime):
+                log.info("removing %s, left by an interrupted warm", path)
+                if path.is_dir():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+        except FileNotFoundError:
+            continue
+
+
+def _hash_and_sync(path: Path) -> tuple[str, int]:
+    """sha256 and size of a downloaded file, flushed to disk before its rename."""
+    digest = hashlib.sha256()
+    done = 0
+    with path.open("rb") as f:
+        while chunk := f.read(CHUNK):
+            digest.update(chunk)
+            done += len(chunk)
+        os.fsync(f.fileno())
+    return digest.hexdigest(), done
 
 
 def _has_size(path: Path, size: int) -> bool:
@@ -419,7 +898,7 @@ def _link(dest: Path, blob: Path) -> None:
     target = os.path.relpath(blob, dest.parent)
     if dest.is_symlink() and os.readlink(dest) == target:
         return
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
+    tmp = dest.with_name(f".{dest.name}.{_temp_name()}.tmp")
     os.symlink(target, tmp)
     try:
         os.replace(tmp, dest)
@@ -429,7 +908,7 @@ def _link(dest: Path, blob: Path) -> None:
 
 def _atomic_write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
+    tmp = path.with_name(f".{path.name}.{_temp_name()}.tmp")
     try:
         with open(tmp, "wb") as f:
             f.write(data)

@@ -2,17 +2,28 @@
 
 Sources only read. They raise plain ``OSError`` (``FileNotFoundError`` for a missing file) for
 per-file failures, which the store wraps with the model and file, and :class:`SourceError` for
-problems with the source as a whole (package not installed, revision mismatch).
+problems with the source as a whole (package not installed, revision mismatch, a gated repo).
+
+Sources never let a name step outside their folder: a file that is a symlink resolving outside
+the source folder is refused rather than copied (it would smuggle e.g. ``/etc/passwd`` into the
+volume).
 """
 
 from __future__ import annotations
 
+import errno
 import importlib.metadata
 import importlib.util
+import os
+import re
+import tempfile
+import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 from urllib.parse import unquote, urlparse
 
 from profiles.catalog import ModelSpec
@@ -44,6 +55,32 @@ class Source(ABC):
         """
         return
 
+    def materialize(self, file: str, folder: Path) -> Path | None:
+        """Download ``file`` into ``folder`` (on the volume) and return its path.
+
+        Sources that stream (:meth:`open`) return None; the store then copies and hashes the
+        stream itself. Sources whose client library writes files (the hub) download here, so
+        the store only hashes and renames, never copies twice.
+        """
+        return None
+
+    def expected_sha256(self, file: str) -> str | None:
+        """The sha256 the source vouches for (the hub's LFS hash), to check a download against."""
+        return None
+
+
+def _inside(folder: Path, file: str, url: str) -> Path:
+    """Return ``folder / file``, refusing a path that resolves outside ``folder``."""
+    path = folder / file
+    base = os.path.realpath(folder)
+    real = os.path.realpath(path)
+    if os.path.commonpath([base, real]) != base:
+        raise SourceError(
+            f"{url}: {file!r} resolves to {real}, outside the source folder; refusing to copy "
+            "it (a symlink in a model folder must point inside that folder)"
+        )
+    return path
+
 
 class LocalSource(Source):
     """A folder on a local (or locally mounted) file system."""
@@ -53,10 +90,10 @@ class LocalSource(Source):
         self.url = url or str(folder)
 
     def open(self, file: str) -> BinaryIO:
-        return (self.folder / file).open("rb")
+        return _inside(self.folder, file, self.url).open("rb")
 
     def size(self, file: str) -> int:
-        return (self.folder / file).stat().st_size
+        return _inside(self.folder, file, self.url).stat().st_size
 
 
 class FsspecSource(Source):
@@ -116,10 +153,10 @@ class PackageSource(Source):
         )
 
     def open(self, file: str) -> BinaryIO:
-        return (self._folder() / file).open("rb")
+        return _inside(self._folder(), file, self.url).open("rb")
 
     def size(self, file: str) -> int:
-        return (self._folder() / file).stat().st_size
+        return _inside(self._folder(), file, self.url).stat().st_size
 
     def check_revision(self) -> None:
         self._folder()  # a missing module is reported before any version talk
@@ -140,23 +177,206 @@ class PackageSource(Source):
             )
 
 
-HUB_PENDING = (
-    "hf:// sources need huggingface_hub downloads, which arrive with the hub-sources work; "
-    "use a pkg:// or file:// source or a file:// mirror"
-)
+_HEX40 = re.compile(r"[0-9a-f]{40}")
+_VOLUME_ERRNOS = (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT)
+
+
+@dataclass(frozen=True)
+class HubAccess:
+    """How to reach the hub: endpoint and token (never logged: ``repr`` hides the token).
+
+    Attributes:
+        endpoint: Hub URL; None means huggingface_hub's default (``https://huggingface.co``).
+        token: Access token for gated or private repos, or None for anonymous access.
+    """
+
+    endpoint: str | None = None
+    token: str | None = None
+
+    def __repr__(self) -> str:
+        return f"HubAccess(endpoint={self.endpoint!r}, token={'***' if self.token else None})"
+
+    def redact(self, text: str) -> str:
+        """Remove the token from a message that may quote a request."""
+        return text.replace(self.token, "***") if self.token else text
 
 
 class HubSource(Source):
-    """``hf://org/name``: a placeholder until hub downloads land; mirrors can still serve it."""
+    """``hf://org/name`` at a pinned commit, through huggingface_hub.
 
-    def __init__(self, spec: ModelSpec) -> None:
+    One ``/api/models/{repo}/revision/{rev}`` call lists the commit and every file's size (and
+    LFS sha256); each file then arrives with ``hf_hub_download`` into a staging folder the store
+    provides, is checked against that listing, hashed and renamed into the volume's blobs.
+    """
+
+    def __init__(self, spec: ModelSpec, access: HubAccess | None = None) -> None:
         self.url = spec.source
+        self.model = spec.name
+        self.repo_id = spec.source.removeprefix("hf://").strip("/")
+        self.revision = spec.revision
+        self.access = access or HubAccess()
+        self._listing: tuple[str, dict[str, tuple[int, str | None]]] | None = None
+        self._listing_lock = threading.Lock()
 
-    def open(self, file: str) -> BinaryIO:
-        raise SourceError(HUB_PENDING)
+    @property
+    def endpoint(self) -> str:
+        """The hub URL in use, for messages."""
+        from huggingface_hub import constants
+
+        return self.access.endpoint or constants.ENDPOINT
+
+    def _token(self) -> str | bool:
+        return self.access.token or False  # False: never fall back to a token on this machine
+
+    def commit(self) -> str:
+        """The commit the pinned revision resolves to on the hub."""
+        return self._list()[0]
+
+    def _list(self) -> tuple[str, dict[str, tuple[int, str | None]]]:
+        with self._listing_lock:
+            if self._listing is None:
+                from huggingface_hub import HfApi
+
+                with self._hub_errors():
+                    info = HfApi(endpoint=self.access.endpoint).model_info(
+                        self.repo_id,
+                        revision=self.revision,
+                        files_metadata=True,
+                        token=self._token(),
+                    )
+                files = {
+                    s.rfilename: (int(s.size or 0), s.lfs.sha256 if s.lfs else None)
+                    for s in info.siblings or []
+                }
+                self._listing = (str(info.sha), files)
+            return self._listing
+
+    def check_revision(self) -> None:
+        commit = self.commit()
+        if _HEX40.fullmatch(self.revision) and commit != self.revision:
+            raise SourceError(
+                f"model {self.model!r}: the catalog pins {self.repo_id}@{self.revision} but "
+                f"{self.endpoint} answered commit {commit}; fix the catalog's revision"
+            )
 
     def size(self, file: str) -> int:
-        raise SourceError(HUB_PENDING)
+        files = self._list()[1]
+        if file not in files:
+            raise FileNotFoundError(
+                f"{file} is not in {self.repo_id}@{self.revision} on {self.endpoint}"
+            )
+        return files[file][0]
+
+    def expected_sha256(self, file: str) -> str | None:
+        return self._list()[1].get(file, (0, None))[1]
+
+    def materialize(self, file: str, folder: Path) -> Path:
+        from huggingface_hub import hf_hub_download
+
+        with self._hub_errors(file):
+            path = hf_hub_download(
+                self.repo_id,
+                file,
+                revision=self.commit(),
+                local_dir=folder,
+                endpoint=self.access.endpoint,
+                token=self._token(),
+                tqdm_class=_quiet_tqdm(),
+            )
+        return Path(path)
+
+    def open(self, file: str) -> BinaryIO:
+        with tempfile.TemporaryDirectory() as folder:
+            # POSIX keeps the open file readable after its folder is gone.
+            return self.materialize(file, Path(folder)).open("rb")
+
+    @contextmanager
+    def _hub_errors(self, file: str | None = None) -> Iterator[None]:
+        """Turn huggingface_hub's errors into ones that say what to do; never quote the token."""
+        from huggingface_hub import constants, errors
+
+        where = f"{self.repo_id}@{self.revision} on {self.endpoint}"
+        what = f"model {self.model!r}: {where}"
+        if constants.is_offline_mode():
+            raise SourceError(
+                f"{what}: HF_HUB_OFFLINE is set for this process, and warming an hf:// model "
+                "needs the hub; run the warm without HF_HUB_OFFLINE (inference stays offline), or "
+                "serve the model from a mirror"
+            )
+        give_token = (
+            "set HF_TOKEN for the warm, or store the token in a Prefect Secret block and name it "
+            "in the ModelStore block's hf_token_secret"
+        )
+        try:
+            yield
+        except errors.GatedRepoError as e:
+            given = "the token given was refused" if self.access.token else "no token was given"
+            raise SourceError(
+                f"{what} is gated and {given}: accept its conditions at "
+                f"{self.endpoint}/{self.repo_id}, then {give_token}"
+            ) from _quiet(e)
+        except errors.RepositoryNotFoundError as e:
+            raise SourceError(
+                f"{what}: repository not found, or private and the token was missing or refused; "
+                f"check the repo id, or {give_token}"
+            ) from _quiet(e)
+        except errors.RevisionNotFoundError as e:
+            raise SourceError(f"{what}: no such revision; fix the catalog's revision") from _quiet(
+                e
+            )
+        except errors.RemoteEntryNotFoundError as e:
+            raise FileNotFoundError(f"{file} is not in {where}") from _quiet(e)
+        except errors.HfHubHTTPError as e:
+            status = e.response.status_code if e.response is not None else "no answer"
+            raise SourceError(
+                f"{what}: downloading {file or 'the file list'} failed (HTTP {status}: "
+                f"{self.access.redact(str(e).splitlines()[0])}); run the warm again to retry"
+            ) from _quiet(e)
+        except OSError as e:
+            if e.errno in _VOLUME_ERRNOS:  # the volume's problem (full, read-only), not the hub's
+                raise
+            first = (str(e).splitlines() or [""])[0]
+            raise SourceError(
+                f"{what}: downloading {file or 'the file list'} broke off "
+                f"({type(e).__name__}: {self.access.redact(first)}); nothing was marked "
+                "complete, run the warm again to retry"
+            ) from _quiet(e)
+        except (ValueError, RuntimeError) as e:
+            # huggingface_hub's consistency checks, a response it cannot parse.
+            first = (str(e).splitlines() or [""])[0]
+            raise SourceError(
+                f"{what}: downloading {file or 'the file list'} broke off "
+                f"({type(e).__name__}: {self.access.redact(first)}); nothing was marked "
+                "complete, run the warm again to retry"
+            ) from _quiet(e)
+        except Exception as e:  # httpx errors are not OSError
+            if type(e).__module__.startswith(("httpx", "httpcore")):
+                raise SourceError(
+                    f"{what}: downloading {file or 'the file list'} broke off "
+                    f"({type(e).__name__}); nothing was marked complete, run the warm again"
+                ) from _quiet(e)
+            raise
+
+
+def _quiet(error: BaseException) -> BaseException:
+    """Drop the request (and its Authorization header) an HTTP error carries along."""
+    for attr in ("request", "response"):
+        try:
+            setattr(error, attr, None)
+        except AttributeError:  # a read-only property on some httpx versions
+            pass
+    return error
+
+
+def _quiet_tqdm() -> type:
+    from tqdm.auto import tqdm
+
+    class Quiet(tqdm):  # huggingface_hub's progress bars would flood a worker's log
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs["disable"] = True
+            super().__init__(*args, **kwargs)
+
+    return Quiet
 
 
 def source_for_url(url: str) -> Source:
@@ -176,18 +396,19 @@ def source_for_url(url: str) -> Source:
     return FsspecSource(url)
 
 
-SOURCES: dict[str, Callable[[ModelSpec], Source]] = {
-    "pkg": PackageSource,
+SOURCES: dict[str, Callable[[ModelSpec, HubAccess], Source]] = {
+    "pkg": lambda spec, access: PackageSource(spec),
     "hf": HubSource,
 }
 """Sources by URL scheme; every other scheme goes through :func:`source_for_url`."""
 
 
-def open_source(spec: ModelSpec) -> Source:
+def open_source(spec: ModelSpec, access: HubAccess | None = None) -> Source:
     """Return the source a catalog entry's files come from.
 
     Args:
         spec: The catalog entry.
+        access: Hub endpoint and token, for ``hf://`` sources.
 
     Returns:
         The source for ``spec.source``.
@@ -196,4 +417,4 @@ def open_source(spec: ModelSpec) -> Source:
         SourceError: The URL is malformed or its fsspec protocol is unknown or not installed.
     """
     factory = SOURCES.get(spec.scheme)
-    return factory(spec) if factory else source_for_url(spec.source)
+    return factory(spec, access or HubAccess()) if factory else source_for_url(spec.source)

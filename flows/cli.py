@@ -1,4 +1,4 @@
-"""The ``voxflow`` command: warm, verify, transcribe, profiles, models.
+"""The ``voxflow`` command: warm, verify, transcribe, subtitle, profiles, models.
 
 Exit codes: 0 success, 1 the work failed, 2 bad usage or bad input.
 """
@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from voxflow.errors import VoxflowError
+from voxflow.errors import BadInput, VoxflowError
 from voxflow.settings import load_settings
 
 log = logging.getLogger("voxflow")
@@ -24,6 +24,7 @@ _PROCESS_ENV = {
     "HF_HUB_OFFLINE": "1",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "DO_NOT_TRACK": "1",
+    "PYANNOTE_METRICS_ENABLED": "0",  # pyannote's usage telemetry would call otel.pyannote.ai
 }
 
 
@@ -57,6 +58,13 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="copy every file again, even where sizes match (repairs corruption)",
     )
+    p.add_argument(
+        "--with",
+        dest="with_stages",
+        default="",
+        metavar="STAGES",
+        help="comma-separated stages the profile leaves off to warm too, e.g. diarize",
+    )
     p.set_defaults(run=_warm)
 
     p = sub.add_parser("verify", help="check the profile's warmed models against their manifests")
@@ -86,7 +94,71 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="audio stream to use, counting from 0 (default: the first)",
     )
+    diarize = p.add_mutually_exclusive_group()
+    diarize.add_argument(
+        "--diarize",
+        action="store_true",
+        default=None,
+        help="label speakers (default: as the profile says; on with a speaker count)",
+    )
+    diarize.add_argument(
+        "--no-diarize", dest="diarize", action="store_false", help="do not label speakers"
+    )
+    p.add_argument(
+        "--speakers", type=int, default=None, metavar="N", help="exact number of speakers"
+    )
+    p.add_argument(
+        "--min-speakers", type=int, default=None, metavar="A", help="at least A speakers"
+    )
+    p.add_argument("--max-speakers", type=int, default=None, metavar="B", help="at most B speakers")
+    separate = p.add_mutually_exclusive_group()
+    separate.add_argument(
+        "--separate",
+        action="store_true",
+        default=None,
+        help="isolate the voice (Demucs vocals stem) before VAD and ASR "
+        "(default: as the profile says: on for cuda and mlx, off on cpu)",
+    )
+    separate.add_argument(
+        "--no-separate", dest="separate", action="store_false", help="transcribe the mix as is"
+    )
     p.set_defaults(run=_transcribe)
+
+    p = sub.add_parser(
+        "subtitle", help="transcribe media files and translate their subtitles into languages"
+    )
+    p.add_argument("media", nargs="+", help="audio or video files")
+    p.add_argument(
+        "--to",
+        required=True,
+        metavar="LANGS",
+        help="comma-separated target languages: ISO 639-1 (fr), 639-3 (fra) or NLLB (fra_Latn)",
+    )
+    p.add_argument(
+        "--from",
+        dest="source",
+        default=None,
+        metavar="LANG",
+        help="spoken language; detected when omitted",
+    )
+    common(p)
+    p.add_argument(
+        "--format",
+        default="srt,vtt,json",
+        help="comma-separated output formats (default: srt,vtt,json)",
+    )
+    p.add_argument(
+        "--output",
+        default=str(settings.output),
+        help="output folder (default: $VOXFLOW_OUTPUT or ./output)",
+    )
+    p.add_argument(
+        "--audio-stream",
+        type=int,
+        default=None,
+        help="audio stream to use, counting from 0 (default: the first)",
+    )
+    p.set_defaults(run=_subtitle)
 
     p = sub.add_parser(
         "profiles",
@@ -97,6 +169,27 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("models", help="list the model catalog: warmed or not, size on disk")
     p.add_argument("--store", default=str(settings.store), help="model volume root")
     p.set_defaults(run=_models)
+    cache = sub.add_parser("cache", help="inventory and prune the model volume")
+    cache_sub = cache.add_subparsers(dest="cache_command", required=True, metavar="ACTION")
+    p = cache_sub.add_parser(
+        "report", help="per model: size, files, revision, warmed and verified; what is missing"
+    )
+    p.add_argument(
+        "--profile", default=None, help="report this profile's models and what it still lacks"
+    )
+    p.add_argument("--store", default=str(settings.store), help="model volume root")
+    p.set_defaults(run=_cache_report)
+    p = cache_sub.add_parser("prune", help="delete revisions and blobs no profile references")
+    p.add_argument("--store", default=str(settings.store), help="model volume root")
+    p.add_argument(
+        "--keep-profile",
+        action="append",
+        default=[],
+        metavar="P",
+        help="also keep the models of this profile (a .yaml path); repeatable",
+    )
+    p.add_argument("--yes", action="store_true", help="delete (without it, only list)")
+    p.set_defaults(run=_cache_prune)
     return parser
 
 
@@ -113,6 +206,7 @@ def _warm(args: argparse.Namespace) -> int:
         store=args.store,
         load_checks=not args.no_load_check,
         force=args.force,
+        with_stages=[s.strip() for s in args.with_stages.split(",") if s.strip()],
     )
     _table(rows, ["model", "status", "size_mb", "files", "load_check"])
     _out(f"model volume ready: {os.path.abspath(args.store)}")
@@ -140,7 +234,7 @@ def _verify(args: argparse.Namespace) -> int:
                 _out(f"FAILED  {name}: {problem}")
     if bad:
         _out(
-            f"{bad} model(s) failed verification; run `voxflow warm --force --profile "
+            f"{bad} model(s) failed verification; run `voxflow warm --profile "
             f"{profile.name} --store {args.store}` to repair"
         )
         return 1
@@ -150,6 +244,7 @@ def _verify(args: argparse.Namespace) -> int:
 def _transcribe(args: argparse.Namespace) -> int:
     from flows.transcribe import transcribe
     from profiles import load_profile, resolve_profile
+    from tasks.diarize import SpeakerCount, with_diarization
     from tasks.media import check_media_path
     from tasks.subtitles import parse_formats
 
@@ -158,6 +253,9 @@ def _transcribe(args: argparse.Namespace) -> int:
         check_media_path(media)
     profile = load_profile(resolve_profile(args.profile))
     formats = list(parse_formats(args.format))
+    with_diarization(
+        profile, args.diarize, SpeakerCount(args.speakers, args.min_speakers, args.max_speakers)
+    )
     failed = 0
     for media in args.media:
         try:
@@ -169,6 +267,11 @@ def _transcribe(args: argparse.Namespace) -> int:
                 output_dir=args.output,
                 store=args.store,
                 audio_stream=args.audio_stream,
+                diarize=args.diarize,
+                speakers=args.speakers,
+                min_speakers=args.min_speakers,
+                max_speakers=args.max_speakers,
+                separate=args.separate,
             )
         except VoxflowError as e:
             if len(args.media) == 1:
@@ -185,17 +288,68 @@ def _transcribe(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _subtitle(args: argparse.Namespace) -> int:
+    from flows.subtitle import subtitle
+    from profiles import resolve_profile
+    from tasks.media import check_media_path
+    from tasks.subtitles import parse_formats
+    from tasks.translate.languages import lookup
+
+    # Cheap checks first, so bad input fails before a Prefect server starts.
+    for media in args.media:
+        check_media_path(media)
+    targets = [lookup(code).code for code in args.to.split(",") if code.strip()]
+    source = lookup(args.source).code if args.source else None
+    formats = list(parse_formats(args.format))
+    if not targets:
+        raise BadInput("--to names no language; e.g. --to fr,de")
+    profile = resolve_profile(args.profile)  # 'auto' is decided once, here
+    failed = 0
+    for media in args.media:
+        try:
+            record = subtitle(
+                media=media,
+                target_languages=targets,
+                source_language=source,
+                profile=profile,
+                formats=formats,
+                output_dir=args.output,
+                store=args.store,
+                audio_stream=args.audio_stream,
+            )
+        except VoxflowError as e:
+            if len(args.media) == 1:
+                raise
+            failed += 1
+            _out(f"FAILED  {media}: {e}")
+            continue
+        _out(f"{media}: {record['audio_seconds']:.1f} s of audio")
+        for fmt, path in record["outputs"].items():
+            _out(f"  {fmt:5} {path}")
+        for language, paths in record["translations"].items():
+            for fmt, path in paths.items():
+                _out(f"  {language:>3} {fmt:5} {path}")
+    return 1 if failed else 0
+
+
 def _profiles(args: argparse.Namespace) -> int:
     from profiles import STAGES, can_run, list_profiles, load_profile
+    from tasks.registry import unavailable_reason
 
     rows = []
     for name in list_profiles():
         profile = load_profile(name)
-        ok, reason = can_run(profile)
+        hardware_ok, _ = can_run(profile)
         for stage in STAGES:
             spec = profile.stages.get(stage)
             if spec is None:
                 continue
+            # Runs here = the hardware is present, the backend implemented, its packages
+            # installed; every reason that applies is shown, so one look says what to fix.
+            reasons = [] if hardware_ok else [f"needs {profile.hardware}"]
+            backend_reason = unavailable_reason(spec)
+            if backend_reason:
+                reasons.append(backend_reason)
             rows.append(
                 {
                     "profile": name,
@@ -203,7 +357,7 @@ def _profiles(args: argparse.Namespace) -> int:
                     "on": "yes" if spec.enabled else "no",
                     "backend": spec.backend,
                     "model": spec.model or "-",
-                    "runs here": "yes" if ok else f"no: {reason}",
+                    "runs here": "no: " + "; ".join(reasons) if reasons else "yes",
                 }
             )
     _table(rows, ["profile", "stage", "on", "backend", "model", "runs here"])
@@ -231,6 +385,38 @@ def _models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cache_report(args: argparse.Namespace) -> int:
+    from blocks.model_store import ModelStore
+    from profiles import load_profile, resolve_profile
+    from tasks.inventory import cache_report
+
+    profile = load_profile(resolve_profile(args.profile)) if args.profile else None
+    report = cache_report(ModelStore(root=args.store), profile)
+    columns = ["model", "role", "state", "revision", "size_mb", "files", "warmed", "verified"]
+    _table(report.rows(), columns if profile else [c for c in columns if c != "role"])
+    _out(report.summary())
+    return 0
+
+
+def _cache_prune(args: argparse.Namespace) -> int:
+    from blocks.model_store import ModelStore
+    from tasks.inventory import prune_plan
+
+    store = ModelStore(root=args.store)
+    plan = prune_plan(store, args.keep_profile)
+    total = sum(size for _, size in plan)
+    for path, size in plan:
+        _out(f"{'delete' if args.yes else 'would delete'}  {path}  ({size / 1e6:.1f} MB)")
+    if not plan:
+        _out("nothing to prune: every revision and blob on the volume is referenced")
+    elif args.yes:
+        freed = store.remove([path for path, _ in plan])
+        _out(f"pruned {len(plan)} item(s), {freed / 1e6:.1f} MB freed")
+    else:
+        _out(f"{len(plan)} item(s), {total / 1e6:.1f} MB; run again with --yes to delete them")
+    return 0
+
+
 def _table(rows: list[dict], columns: list[str]) -> None:
     widths = {c: max([len(c), *(len(str(r.get(c, ""))) for r in rows)]) for c in columns}
     _out("  ".join(c.ljust(widths[c]) for c in columns).rstrip())
@@ -240,13 +426,15 @@ def _table(rows: list[dict], columns: list[str]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``voxflow`` console script."""
+    args = _parser().parse_args(argv)
     for key, value in _PROCESS_ENV.items():
-        os.environ.setdefault(key, value)
+        # The warm is the one command that may reach the hub (hf:// sources).
+        if not (key == "HF_HUB_OFFLINE" and args.command == "warm"):
+            os.environ.setdefault(key, value)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S"
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    args = _parser().parse_args(argv)
     run: Callable[[argparse.Namespace], int] = args.run
     try:
         return run(args)

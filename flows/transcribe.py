@@ -1,4 +1,5 @@
-"""The transcribe flow: media -> extract -> vad -> asr -> subtitles, on a hardware profile."""
+"""The transcribe flow: media -> extract -> vad -> asr -> [diarize] -> subtitles, on a hardware
+profile."""
 
 from __future__ import annotations
 
@@ -10,14 +11,17 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
 from blocks.model_store import ModelStore
+from flows.runtime import OnColdCache, gpu_slot, ready_or_warm
 from profiles import load_profile, resolve_profile
+from tasks.diarize import SpeakerCount, with_diarization
 from tasks.report import transcript_preview, write_run_record
 from tasks.stages import (
-    check_ready,
     detect_speech,
+    diarize_speakers,
     extract,
     prepare_job,
     recognise,
+    separate_voice,
     write_subtitles,
 )
 from tasks.subtitles import FORMATS, parse_formats
@@ -34,6 +38,12 @@ def transcribe(
     output_dir: str | None = None,
     store: str | None = None,
     audio_stream: int | None = None,
+    on_cold_cache: OnColdCache = "fail",
+    diarize: bool | None = None,
+    speakers: int | None = None,
+    min_speakers: int | None = None,
+    max_speakers: int | None = None,
+    separate: bool | None = None,
 ) -> dict[str, Any]:
     """Transcribe one media file into subtitles and a transcript.
 
@@ -45,28 +55,52 @@ def transcribe(
         output_dir: Where job directories go ($VOXFLOW_OUTPUT or ./output when empty).
         store: Model volume root ($VOXFLOW_STORE or ./models when empty).
         audio_stream: Which audio stream to use, counting from 0 (the first when empty).
+        on_cold_cache: On a cold model volume: fail (naming what to run), or warm it through
+            the profile's warm-cache deployment and go on.
+        diarize: Label speakers (true) or not (false); empty follows the profile, and a
+            speaker count below switches it on.
+        speakers: Exact number of speakers, when known.
+        min_speakers: At least this many speakers.
+        max_speakers: At most this many speakers.
+        separate: Isolate the voice (Demucs vocals stem) before VAD and ASR (true) or not
+            (false); empty follows the profile (on for cuda and mlx, off on cpu).
 
     Returns:
         The run record also written to ``run.json``.
     """
     started = time.perf_counter()
     settings = load_settings()
-    chosen = load_profile(resolve_profile(profile))
+    count = SpeakerCount(speakers, min_speakers, max_speakers)
+    chosen = with_diarization(load_profile(resolve_profile(profile)), diarize, count)
+    if separate is not None:  # the run's choice wins over the profile's default
+        on, off = (["separate"], []) if separate else ([], ["separate"])
+        chosen = chosen.with_stages(*on, off=off)
     fmts = parse_formats(formats or FORMATS)
     model_store = ModelStore(root=str(store or settings.store))
 
-    ready = check_ready(chosen, model_store)
+    ready = ready_or_warm(chosen, model_store, on_cold_cache)
     job = prepare_job(media, str(output_dir or settings.output))
     audio = extract(job, audio_stream)
-    speech = detect_speech(job, chosen.stages["vad"], ready["vad"], audio)
-    text = recognise(job, chosen.stages["asr"], ready["asr"], audio, speech, language)
+    with gpu_slot(chosen):
+        stages = [audio]
+        if "separate" in ready:  # later stages read the voice stem in place of audio.wav
+            audio = separate_voice(job, chosen.stages["separate"], ready["separate"], audio)
+            stages.append(audio)
+        speech = detect_speech(job, chosen.stages["vad"], ready["vad"], audio)
+        text = recognise(job, chosen.stages["asr"], ready["asr"], audio, speech, language)
+        stages += [speech, text]
+        if "diarize" in ready:
+            text = diarize_speakers(
+                job, chosen.stages["diarize"], ready["diarize"], audio, text, count
+            )
+            stages.append(text)
     outputs = write_subtitles(job, text, fmts)
 
     record = write_run_record(
         job,
         chosen,
         ready,
-        [audio, speech, text],
+        stages,
         outputs,
         time.perf_counter() - started,
         flow_run_id=flow_run.id,

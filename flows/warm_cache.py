@@ -9,6 +9,7 @@ from prefect.artifacts import create_table_artifact
 
 from blocks.model_store import ModelStore
 from profiles import load_catalog, load_profile, resolve_profile
+from tasks.inventory import cache_report
 from tasks.preflight import warm_command
 from tasks.warm import load_check, outcome_rows, warm_model
 from voxflow.errors import WarmFailed
@@ -17,7 +18,12 @@ from voxflow.settings import load_settings
 
 @flow(name="warm-cache", log_prints=False)
 def warm_cache(
-    profile: str = "auto", store: str | None = None, load_checks: bool = True, force: bool = False
+    profile: str = "auto",
+    store: str | None = None,
+    load_checks: bool = True,
+    force: bool = False,
+    with_stages: list[str] | None = None,
+    store_block: str | None = None,
 ) -> list[dict[str, Any]]:
     """Warm every model the profile's enabled stages need, then load-check each stage offline.
 
@@ -26,6 +32,10 @@ def warm_cache(
         store: Model volume root ($VOXFLOW_STORE or ./models when empty).
         load_checks: Run each stage's offline load check after warming.
         force: Copy every file again even if sizes match (repairs a flipped byte).
+        with_stages: Stages the profile leaves off to warm too (e.g. ``["diarize"]`` for runs
+            that switch diarization on).
+        store_block: Name of a saved ModelStore block (mirrors, hub endpoint, token secret);
+            when given, ``store`` is ignored.
 
     Returns:
         One row per model: model, source, revision, size, files, status, load check.
@@ -33,9 +43,12 @@ def warm_cache(
     Raises:
         WarmFailed: A model could not be warmed, or a stage failed its load check.
     """
-    chosen = load_profile(resolve_profile(profile))
+    chosen = load_profile(resolve_profile(profile)).with_stages(*(with_stages or ()))
     catalog = load_catalog()
-    model_store = ModelStore(root=str(store or load_settings().store))
+    if store_block:
+        model_store = ModelStore.load(store_block)
+    else:
+        model_store = ModelStore(root=str(store or load_settings().store))
     specs = [catalog[name] for name in chosen.models()]
     outcomes = warm_model.map(unmapped(model_store), specs, force=unmapped(force)).result()
 
@@ -43,14 +56,27 @@ def warm_cache(
     checks = {}
     if load_checks:
         for stage in chosen.enabled_stages():
-            if stage.model in warmed:
-                checks[stage.stage] = load_check(stage, stage.model, warmed[stage.model].path)
+            submodels = {
+                key: warmed[name].path
+                for key, name in stage.options.items()
+                if key.endswith("_model") and name in warmed
+            }
+            if stage.model in warmed and all(n in warmed for n in stage.catalog_models()):
+                checks[stage.stage] = load_check(
+                    stage, stage.model, warmed[stage.model].path, submodels
+                )
 
     rows = outcome_rows(outcomes, checks)
     create_table_artifact(
         key=f"model-cache-{chosen.name}",
         table=rows,
         description=f"models of profile {chosen.name} in {model_store.root}",
+    )
+    report = cache_report(model_store, chosen)
+    create_table_artifact(
+        key=f"model-cache-report-{chosen.name}",
+        table=report.rows(),
+        description=report.summary(),
     )
     failed = [o for o in outcomes if o.status == "failed"]
     broken = [c for c in checks.values() if not c.ok]

@@ -9,6 +9,7 @@ point, by :func:`resolve_profile`; everything below it works with a concrete pro
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib.util
 import platform
@@ -16,7 +17,7 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from types import MappingProxyType
@@ -146,6 +147,8 @@ class Profile:
         description: One line for humans.
         stages: Declared stages by name, in pipeline order (read-only).
         file: The YAML file it was loaded from.
+        switched_on: Stages the YAML leaves off that a run switched on (see
+            :meth:`with_stages`), so warm commands can name them.
     """
 
     name: str
@@ -153,6 +156,7 @@ class Profile:
     description: str
     stages: Mapping[str, StageSpec] = field(hash=False)
     file: str
+    switched_on: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         ordered = {stage: self.stages[stage] for stage in STAGES if stage in self.stages}
@@ -168,6 +172,32 @@ class Profile:
         for spec in self.enabled_stages():
             names.update(dict.fromkeys(spec.catalog_models()))
         return list(names)
+
+    def with_stages(self, *stages: str, off: Iterable[str] = ()) -> Profile:
+        """This profile with the named declared stages switched on (and ``off`` ones off).
+
+        A run that asks for a stage the YAML leaves off (``--diarize`` on the cpu profile) uses
+        the stage's declared backend, model and options.
+
+        Raises:
+            ProfileError: The profile does not declare such a stage.
+        """
+        specs = dict(self.stages)
+        changes = [(stage, True) for stage in stages] + [(stage, False) for stage in off]
+        for stage, enabled in changes:
+            if stage not in specs:
+                raise ProfileError(
+                    f"profile {self.name!r} declares no {stage!r} stage to switch "
+                    + ("on" if enabled else "off"),
+                    file=self.file,
+                    key_path=f"stages.{stage}",
+                    allowed=list(specs),
+                )
+            specs[stage] = dataclasses.replace(specs[stage], enabled=enabled)
+        off_in_yaml = {s for s, spec in self.stages.items() if not spec.enabled}
+        off_in_yaml.update(self.switched_on)
+        switched_on = tuple(s for s in specs if s in off_in_yaml and specs[s].enabled)
+        return dataclasses.replace(self, stages=specs, switched_on=switched_on)
 
 
 # --------------------------------------------------------------------------- listing and reading

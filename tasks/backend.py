@@ -15,12 +15,20 @@ class Backend(ABC):
         name: Its registry name, as written in profiles.
         Options: Frozen dataclass of its options, defaults in one place.
         requires: (import name, pip requirement) pairs it cannot run without.
+            :meth:`required_packages` may add to them for the options chosen.
     """
 
     stage: ClassVar[str]
     name: ClassVar[str]
     Options: ClassVar[type]
     requires: ClassVar[tuple[tuple[str, str], ...]] = ()
+
+    @classmethod
+    def required_packages(cls, options: Any) -> tuple[tuple[str, str], ...]:
+        """(import name, pip requirement) pairs needed with these options (a runtime option
+        may pick another package); :attr:`requires` unless a backend says otherwise."""
+        del options
+        return cls.requires
 
     def __init__(self, model_path: Path | None, options: Any) -> None:
         self.model_path = model_path

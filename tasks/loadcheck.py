@@ -45,15 +45,23 @@ def _test_audio(seconds: float = 1.0, rate: int = 16_000) -> np.ndarray:
 
 
 def check_in_process(
-    stage: str, backend: str, options: dict[str, Any], model_path: str | None
+    stage: str,
+    backend: str,
+    options: dict[str, Any],
+    model_path: str | None,
+    submodels: dict[str, str] | None = None,
 ) -> str:
-    """Load the backend from the local model path and run it once; return a short summary."""
+    """Load the backend from the local model path and run it once; return a short summary.
+
+    ``submodels`` maps option keys naming catalog models (pyannote's ``segmentation_model``)
+    to their local folders, as at inference.
+    """
     from profiles import StageSpec
     from tasks.registry import load_backend
     from tasks.transcript import SpeechSpan
 
     spec = StageSpec(stage=stage, backend=backend, model=None, enabled=True, options=options)
-    impl = load_backend(spec, Path(model_path) if model_path else None)
+    impl = load_backend(spec, Path(model_path) if model_path else None, submodels)
     audio = _test_audio()
     if stage == "vad":
         spans = impl.speech_spans(audio, 16_000)
@@ -61,6 +69,18 @@ def check_in_process(
     if stage == "asr":
         transcript = impl.transcribe(audio, [SpeechSpan(0.0, 1.0)], None)
         return f"decoded 1 s of test audio ({len(transcript.segments)} segment(s))"
+    if stage == "separate":
+        stem = impl.separate(audio, 16_000)
+        return f"separated the {impl.stem} stem of 1 s of test audio ({stem.size} samples)"
+    if stage == "diarize":
+        from tasks.diarize import SpeakerCount
+
+        diarization = impl.diarize(audio, 16_000, SpeakerCount())
+        return f"{len(diarization.turns)} speaker turn(s) in 1 s of test audio"
+    if stage == "translate":
+        source, target = impl.supported_pairs()[0]
+        text = impl.translate(["Hello, world."], source, target)[0]
+        return f"translated a test sentence {source}->{target} ({len(text)} characters)"
     raise ValueError(f"no load check for stage {stage!r}")
 
 
@@ -80,12 +100,25 @@ def run_load_check(
     model: str | None,
     model_path: str | None,
     timeout: float = 600,
+    submodels: dict[str, str] | None = None,
 ) -> LoadCheck:
     """Run :func:`check_in_process` in a child process with the network disabled."""
     request = json.dumps(
-        {"stage": stage, "backend": backend, "options": options, "model_path": model_path}
+        {
+            "stage": stage,
+            "backend": backend,
+            "options": options,
+            "model_path": model_path,
+            "submodels": submodels or {},
+        }
     )
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    env = dict(
+        os.environ,
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        PYANNOTE_METRICS_ENABLED="0",
+    )
     command = [*_network_namespace_prefix(), sys.executable, "-m", "tasks.loadcheck", request]
     started = time.perf_counter()
     try:
@@ -107,7 +140,9 @@ def main(argv: list[str]) -> int:
     netguard.install(allow_loopback=False)
     req = json.loads(argv[0])
     try:
-        summary = check_in_process(req["stage"], req["backend"], req["options"], req["model_path"])
+        summary = check_in_process(
+            req["stage"], req["backend"], req["options"], req["model_path"], req.get("submodels")
+        )
     except Exception as e:  # the parent reports it; the child's only job is to say what broke
         sys.stderr.write(f"{type(e).__name__}: {e}\n")
         return 1

@@ -36,8 +36,9 @@ class ReadyStage:
 
 
 def warm_command(profile: Profile, store: ModelStore) -> str:
-    """The command that fills the volume for a profile."""
-    return f"voxflow warm --profile {profile.name} --store {store.root}"
+    """The command that fills the volume for a profile (and the stages a run switched on)."""
+    extra = f" --with {','.join(profile.switched_on)}" if profile.switched_on else ""
+    return f"voxflow warm --profile {profile.name} --store {store.root}{extra}"
 
 
 def preflight(profile: Profile, store: ModelStore) -> dict[str, ReadyStage]:

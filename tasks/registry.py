@@ -25,8 +25,32 @@ log = logging.getLogger(__name__)
 # stage -> backend name -> "module:Class". Imported lazily, so a backend's heavy or missing
 # packages only matter when a profile actually selects it.
 _IMPLEMENTED: dict[str, dict[str, str]] = {
-    "vad": {"silero": "tasks.vad.silero:SileroVad"},
-    "asr": {"faster-whisper": "tasks.asr.faster_whisper:FasterWhisperAsr"},
+    "vad": {
+        "silero": "tasks.vad.silero:SileroVad",
+        "pyannote": "tasks.vad.pyannote:PyannoteVad",
+    },
+    "asr": {
+        "faster-whisper": "tasks.asr.faster_whisper:FasterWhisperAsr",
+        "transformers": "tasks.asr.transformers:TransformersWhisperAsr",
+        "openvino": "tasks.asr.openvino:OpenVinoWhisperAsr",
+        "mlx-whisper": "tasks.asr.mlx_whisper:MlxWhisperAsr",
+    },
+    "separate": {"demucs": "tasks.separate.demucs:DemucsSeparator"},
+    "diarize": {"pyannote": "tasks.diarize.pyannote:PyannoteDiarize"},
+    "translate": {
+        "transformers": "tasks.translate.transformers:TransformersTranslate",
+        "ctranslate2": "tasks.translate.ctranslate2:Ct2Translate",
+    },
+}
+
+# (stage, backend) -> (package, why) for declared backends left out on purpose.
+_NOT_IMPLEMENTED: dict[tuple[str, str], tuple[str, str]] = {
+    ("translate", "openvino"): (
+        "optimum-intel",
+        "optimum-intel pins transformers below 5.6 and voxflow's other stages need transformers "
+        "5, so this backend is not implemented; use backend ctranslate2 (int8, same CPUs) or "
+        "transformers (device: cpu) for the translate stage",
+    ),
 }
 
 
@@ -47,6 +71,8 @@ def backend_class(stage: str, name: str) -> type[Backend]:
             allowed=list(known),
         )
     target = _IMPLEMENTED.get(stage, {}).get(name)
+    if target is None and (stage, name) in _NOT_IMPLEMENTED:
+        raise BackendUnavailable(stage, name, *_NOT_IMPLEMENTED[stage, name])
     if target is None:
         raise BackendUnavailable(
             stage,
@@ -91,9 +117,16 @@ def _same_kind(default: Any, value: Any) -> bool:
     return isinstance(value, type(default))
 
 
-def missing_packages(cls: type[Backend]) -> list[str]:
-    """pip requirements of a backend whose modules cannot be found here (no import is done)."""
-    return [pip for module, pip in cls.requires if importlib.util.find_spec(module) is None]
+def missing_packages(cls: type[Backend], options: Any = None) -> list[str]:
+    """pip requirements of a backend whose modules cannot be found here (no import is done).
+
+    Args:
+        cls: The backend class.
+        options: Its parsed options, where they pick a package (Silero's ``runtime``); None
+            checks the class's own :attr:`~tasks.backend.Backend.requires`.
+    """
+    pairs = cls.requires if options is None else cls.required_packages(options)
+    return [pip for module, pip in pairs if importlib.util.find_spec(module) is None]
 
 
 def resolve(spec: StageSpec) -> tuple[type[Backend], Any]:
@@ -105,7 +138,7 @@ def resolve(spec: StageSpec) -> tuple[type[Backend], Any]:
     """
     cls = backend_class(spec.stage, spec.backend)
     options = parse_options(cls.Options, spec.options, f"stages.{spec.stage}.options")
-    missing = missing_packages(cls)
+    missing = missing_packages(cls, options)
     if missing:
         raise BackendUnavailable(
             spec.stage,
@@ -114,6 +147,30 @@ def resolve(spec: StageSpec) -> tuple[type[Backend], Any]:
             f"install it with `pip install {' '.join(missing)}`",
         )
     return cls, options
+
+
+def unavailable_reason(spec: StageSpec) -> str | None:
+    """Why this machine cannot run a stage's backend, or None when it can (hardware aside).
+
+    Nothing is imported but the backend's own module; packages are only looked up.
+
+    Returns:
+        ``not implemented yet`` (or ``not implemented: it would need <package>`` for one left
+        out on purpose), ``pip install <packages>`` or ``bad options: <why>``; None
+        when the backend is implemented, its options parse and its packages are installed.
+    """
+    try:
+        cls = backend_class(spec.stage, spec.backend)
+    except BackendUnavailable as e:
+        if (spec.stage, spec.backend) in _NOT_IMPLEMENTED:
+            return f"not implemented: it would need {e.package}"
+        return "not implemented yet"
+    try:
+        options = parse_options(cls.Options, spec.options, f"stages.{spec.stage}.options")
+    except ProfileError as e:
+        return f"bad options: {e}"
+    missing = missing_packages(cls, options)
+    return f"pip install {' '.join(missing)}" if missing else None
 
 
 class ModelPool:

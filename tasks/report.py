@@ -34,6 +34,7 @@ def write_run_record(
         "voxflow": __version__,
         "media": job.media,
         "sha256": job.sha256,
+        "job": job.directory,
         "profile": profile.name,
         "flow_run_id": flow_run_id,
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),

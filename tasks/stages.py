@@ -18,6 +18,8 @@ from prefect.cache_policies import NONE
 
 from blocks.model_store import ModelStore
 from profiles import Profile, StageSpec
+from tasks.diarize import Diarization, SpeakerCount
+from tasks.diarize.assign import assign_speakers
 from tasks.job import Job, StageResult, open_job, run_stage
 from tasks.media import SAMPLE_RATE, extract_audio, load_wav
 from tasks.preflight import ReadyStage, preflight
@@ -58,6 +60,37 @@ def extract(job: Job, stream: int | None = None) -> StageResult:
         {"stream": stream, "rate": SAMPLE_RATE},
         None,
         lambda: asdict(extract_audio(job.media, job.path / "audio.wav", stream)),
+        outputs=lambda r: [r["path"]],
+    )
+
+
+@task(name="separate", cache_policy=NONE)
+def separate_voice(job: Job, spec: StageSpec, ready: ReadyStage, audio: StageResult) -> StageResult:
+    """separate: the voice stem of the extracted audio into ``<stem>.wav`` (``vocals.wav``).
+
+    The result has the extract stage's shape (``path``, ``duration``), so later stages read it
+    in place of ``audio.wav``; its cache key chains from the extract stage's.
+    """
+
+    def compute() -> dict[str, Any]:
+        backend = load_backend(spec, Path(ready.path) if ready.path else None, ready.submodels)
+        separated = backend.separate_file(
+            Path(audio.result["path"]), job.path / f"{backend.stem}.wav"
+        )
+        log.info(
+            "separate: %s stem of %.1f s in %d window(s)",
+            separated.stem,
+            separated.duration,
+            separated.windows,
+        )
+        return asdict(separated)
+
+    return run_stage(
+        job,
+        "separate",
+        _stage_config(spec, ready),
+        audio.key,
+        compute,
         outputs=lambda r: [r["path"]],
     )
 
@@ -120,6 +153,55 @@ def recognise(
         }
 
     return run_stage(job, "asr", config, speech.key, compute, outputs=lambda r: [r["path"]])
+
+
+@task(name="diarize", cache_policy=NONE)
+def diarize_speakers(
+    job: Job,
+    spec: StageSpec,
+    ready: ReadyStage,
+    audio: StageResult,
+    transcript: StageResult,
+    speakers: SpeakerCount,
+) -> StageResult:
+    """diarize: speaker turns into ``diarization.json``; the transcript with a speaker on every
+    segment and word into ``transcript.diarized.json`` (``transcript.json`` stays as ASR left
+    it, so the ASR stage's cache never holds speakers). The result's ``path`` is the diarized
+    transcript, for the writers."""
+    config = {
+        **_stage_config(spec, ready),
+        # the sub-models' snapshot ids: a new segmentation or embedding model reruns the stage
+        "submodels": {key: Path(path).name for key, path in sorted(ready.submodels.items())},
+        "speakers": asdict(speakers),
+    }
+
+    def compute() -> dict[str, Any]:
+        backend = load_backend(spec, Path(ready.path) if ready.path else None, ready.submodels)
+        diarization: Diarization = backend.diarize(
+            load_wav(audio.result["path"]), SAMPLE_RATE, speakers
+        )
+        turns_path = diarization.save(job.path / "diarization.json")
+        labelled = assign_speakers(Transcript.load(Path(transcript.result["path"])), diarization)
+        path = labelled.save(job.path / "transcript.diarized.json")
+        log.info(
+            "diarize: %d speaker(s), %d turn(s)", len(diarization.speakers), len(diarization.turns)
+        )
+        return {
+            "path": str(path),
+            "diarization": str(turns_path),
+            "speakers": list(diarization.speakers),
+            "turns": len(diarization.turns),
+            "segments": len(labelled.segments),
+        }
+
+    return run_stage(
+        job,
+        "diarize",
+        config,
+        transcript.key,
+        compute,
+        outputs=lambda r: [r["path"], r["diarization"]],
+    )
 
 
 @task(name="write", cache_policy=NONE)

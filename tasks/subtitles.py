@@ -177,6 +177,8 @@ def to_json(transcript: Transcript) -> str:
                         "end": w.end,
                         "text": w.text.strip(),
                         "probability": w.probability,
+                        # only diarized words carry one: undiarized JSON keeps its shape
+                        **({"speaker": w.speaker} if w.speaker else {}),
                     }
                     for w in s.words
                 ],

@@ -21,12 +21,14 @@ class SpeechSpan:
 
 @dataclass(frozen=True)
 class Word:
-    """One recognised word with its timing (seconds) and the model's confidence."""
+    """One recognised word with its timing (seconds), the model's confidence and, once
+    diarized, its speaker."""
 
     start: float
     end: float
     text: str
     probability: float = 1.0
+    speaker: str | None = None
 
 
 @dataclass(frozen=True)

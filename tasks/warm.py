@@ -68,9 +68,17 @@ def warm_model(store: ModelStore, spec: ModelSpec, force: bool = False) -> WarmO
 
 
 @task(name="load-check", cache_policy=NONE, task_run_name="load-check {spec.stage}")
-def load_check(spec: StageSpec, model: str | None, model_path: str | None) -> LoadCheck:
-    """The stage's own backend loads its model and runs 1 s of audio, with the network off."""
-    outcome = run_load_check(spec.stage, spec.backend, dict(spec.options), model, model_path)
+def load_check(
+    spec: StageSpec,
+    model: str | None,
+    model_path: str | None,
+    submodels: dict[str, str] | None = None,
+) -> LoadCheck:
+    """The stage's own backend loads its model (and sub-models: option key -> local folder)
+    and runs 1 s of audio, with the network off."""
+    outcome = run_load_check(
+        spec.stage, spec.backend, dict(spec.options), model, model_path, submodels=submodels
+    )
     if outcome.ok:
         log.info(
             "load check %s/%s: ok in %.1f s (%s)",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -222,6 +223,9 @@ def test_profiles_shows_backends_models_and_what_runs_here(env):
     assert "faster-whisper" in cpu_asr and "faster-whisper-tiny.en" in cpu_asr
     assert cpu_asr.rstrip().endswith("yes")
     assert any(line.startswith("cuda") and "no:" in line for line in lines)
+    mlx_asr = next(line for line in lines if line.split()[:2] == ["mlx", "asr"])
+    if importlib.util.find_spec("mlx_whisper") is None:  # says what to install, as well
+        assert "pip install mlx-whisper" in mlx_asr
 
 
 def test_models_lists_the_catalog_with_warm_state(env, warm_store):
@@ -250,11 +254,12 @@ def test_warm_verify_corrupt_repair_cycle(env, tmp_path):
     done = run_cli(["verify", "--profile", "cpu", "--store", str(store), "--deep"], env)
     assert done.returncode == 1
     assert "faster-whisper-tiny.en" in done.stdout and "model.bin" in done.stdout
-    assert "voxflow warm --force" in done.stdout
+    assert f"voxflow warm --profile cpu --store {store}" in done.stdout
 
+    # A plain warm repairs it: verify noted the bad file, and the blob changed after its manifest.
     assert (
         run_cli(
-            ["warm", "--force", "--profile", "cpu", "--store", str(store), "--no-load-check"], env
+            ["warm", "--profile", "cpu", "--store", str(store), "--no-load-check"], env
         ).returncode
         == 0
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import wave
 from pathlib import Path
 
@@ -162,9 +163,12 @@ def test_silent_audio_gives_an_empty_transcript_and_a_warning(warm_store, tmp_pa
 def test_warm_fails_when_a_cached_model_does_not_load(tmp_path):
     store = tmp_path / "models"
     warm_cache(profile="cpu", store=str(store), load_checks=False)
-    # Same size, garbage content: the files "exist", but the model cannot be loaded.
+    # Same size, same mtime, garbage content (bit rot): the files "exist", but the model
+    # cannot be loaded, and only the load check can tell.
     blob = next((store / "hub").rglob("model.bin")).resolve()
-    blob.write_bytes(b"\0" * blob.stat().st_size)
+    before = blob.stat()
+    blob.write_bytes(b"\0" * before.st_size)
+    os.utime(blob, ns=(before.st_atime_ns, before.st_mtime_ns))
 
     with pytest.raises(WarmFailed) as err:
         warm_cache(profile="cpu", store=str(store))

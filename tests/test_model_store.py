@@ -122,7 +122,7 @@ def test_verify_passes_on_a_fresh_warm(store, spec):
     assert store.status(spec).state == "warmed"
 
 
-def test_flipped_byte_is_found_by_deep_verify_and_forced_warm_repairs_it(store, spec):
+def test_flipped_byte_is_found_by_deep_verify_and_a_plain_warm_repairs_it(store, spec):
     path = store.warm(spec).path / "model.bin"
     data = bytearray(path.read_bytes())
     data[1000] ^= 0xFF
@@ -133,9 +133,36 @@ def test_flipped_byte_is_found_by_deep_verify_and_forced_warm_repairs_it(store, 
     assert not deep.ok
     assert len(deep.problems) == 1 and deep.problems[0].startswith("model.bin: sha256")
 
-    assert store.warm(spec).status == "present"  # sizes match, so a plain warm cannot tell
-    assert store.warm(spec, force=True).status == "warmed"
+    assert store.warm(spec).status == "warmed"  # the blob changed after its manifest
     assert store.verify(spec, deep=True).ok
+    assert store.warm(spec).status == "present"
+    assert store.warm(spec, force=True).status == "warmed"
+
+
+def test_bit_rot_without_an_mtime_change_is_repaired_after_a_deep_verify(store, spec):
+    path = store.warm(spec).path / "model.bin"
+    st = path.stat()
+    data = bytearray(path.read_bytes())
+    data[5] ^= 0x01
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # the disk rotted; nobody wrote
+
+    assert store.warm(spec).status == "present"  # nothing a stat can see
+    assert not store.verify(spec, deep=True).ok  # ... until a deep verify notes the bad file
+    assert store.warm(spec).status == "warmed"
+    assert store.verify(spec, deep=True).ok
+    assert store.last_verified(spec)["ok"]
+
+
+def test_a_touched_but_intact_file_is_hashed_once_then_trusted(store, spec):
+    path = store.warm(spec).path / "model.bin"
+    manifest = store.manifest_path(spec)
+    later = manifest.stat().st_mtime_ns + 10**9
+    os.utime(path, ns=(later, later))
+
+    assert store.warm(spec).status == "present"
+    assert manifest.stat().st_mtime_ns >= later  # settled: the next warm is a stat again
+    assert store._inspect(spec, suspects=True).suspects == []
 
 
 def test_truncated_file_blocks_locate_and_warm_repairs_it(store, spec):
@@ -257,10 +284,14 @@ def test_file_mirror_is_tried_before_the_source(store, tmp_path):
     assert store.verify(spec, deep=True).ok
 
 
-def test_hub_sources_are_a_clear_placeholder(store):
+def test_hub_warm_in_an_offline_process_says_to_drop_hf_hub_offline(store, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     spec = spec_for("hf://Systran/faster-whisper-tiny.en", revision="a" * 40)
-    with pytest.raises(SourceError, match="use a pkg:// or file:// source or a file:// mirror"):
+    with pytest.raises(SourceError, match="run the warm without HF_HUB_OFFLINE"):
         store.warm(spec)
+    assert not store.manifest_path(spec).exists()
 
 
 PKG_FILES = ("model.bin", "config.json", "tokenizer.json", "vocabulary.txt")

@@ -14,7 +14,7 @@ from tasks.vad.silero import WINDOW, SileroOptions, SileroVad, spans_from_probab
 from voxflow.errors import ProfileError
 
 FRAME_S = WINDOW / SAMPLE_RATE  # one Silero frame is 32 ms
-OPTIONS = SileroOptions()  # threshold 0.5, min speech 250 ms, min silence 500 ms, pad 200 ms
+OPTIONS = SileroOptions(min_silence_ms=500)  # threshold 0.5, min speech 250 ms, pad 200 ms
 PAD = 6  # frames: 200 ms of padding rounds to 6 frames of 32 ms
 QUIET = 3.0  # seconds of silence around the speech
 

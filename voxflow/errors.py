@@ -94,12 +94,15 @@ class ModelNotWarmed(VoxflowError, FileNotFoundError):
 
     exit_code = 2
 
-    def __init__(self, model: str, path: str, detail: str, command: str) -> None:
+    def __init__(self, model: str, path: str, detail: str, command: str, hint: str = "") -> None:
         self.model = model
         self.path = str(path)
         self.detail = detail
         self.command = command
-        super().__init__(f"model {model!r} is not warmed in {self.path}: {detail}; run `{command}`")
+        super().__init__(
+            f"model {model!r} is not warmed in {self.path}: {detail}; run `{command}`"
+            + (f" {hint}" if hint else "")
+        )
 
     def __str__(self) -> str:
         return self.args[0]
@@ -179,3 +182,15 @@ class StoreFull(VoxflowError, OSError):
 
 class WarmFailed(VoxflowError):
     """Some model could not be warmed, or a stage did not load offline."""
+
+
+class BadModel(VoxflowError, ValueError):
+    """A warmed model folder does not hold what its backend loads (a file, format or checksum).
+
+    Attributes:
+        path: The model folder.
+    """
+
+    def __init__(self, path: str, detail: str) -> None:
+        self.path = str(path)
+        super().__init__(f"the model in {self.path} cannot be loaded: {detail}")

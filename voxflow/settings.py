@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from voxflow.errors import BadInput
 
 
 @dataclass(frozen=True)
@@ -25,11 +27,16 @@ class Settings:
         catalogs: Extra model catalogs merged over the shipped one, in order
             (``$VOXFLOW_CATALOG``, paths separated by ``os.pathsep``): how an operator adds or
             overrides models without editing the package.
+        hf_endpoint: Hub URL for ``hf://`` sources (``$HF_ENDPOINT``; huggingface.co when unset).
+        hf_token: Hub access token for gated or private models (``$HF_TOKEN``); kept out of
+            ``repr`` so it never reaches a log line.
     """
 
     store: Path = Path("models")
     output: Path = Path("output")
     profile: str = "auto"
+    hf_endpoint: str | None = None
+    hf_token: str | None = field(default=None, repr=False)
     catalogs: tuple[Path, ...] = ()
     gpu_limit: str = "gpu"
 
@@ -44,6 +51,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         The parsed settings.
     """
     env = os.environ if environ is None else environ
+    for key in ("VOXFLOW_STORE", "VOXFLOW_OUTPUT", "VOXFLOW_PROFILE", "VOXFLOW_GPU_LIMIT"):
+        if "{{" in env.get(key, ""):  # a prefect.yaml placeholder nobody filled
+            raise BadInput(
+                f"{key} is {env[key]!r}: it was not set when the deployment was made; "
+                f"set {key} and run `prefect deploy` again"
+            )
     defaults = Settings()
     return Settings(
         store=Path(env.get("VOXFLOW_STORE") or defaults.store),
@@ -51,4 +64,6 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         profile=env.get("VOXFLOW_PROFILE") or defaults.profile,
         gpu_limit=env.get("VOXFLOW_GPU_LIMIT") or defaults.gpu_limit,
         catalogs=tuple(Path(p) for p in (env.get("VOXFLOW_CATALOG") or "").split(os.pathsep) if p),
+        hf_endpoint=(env.get("HF_ENDPOINT") or "").rstrip("/") or None,
+        hf_token=env.get("HF_TOKEN") or None,
     )

@@ -1,11 +1,13 @@
-"""Silero VAD v6 on ONNX Runtime, loaded from the model volume.
+"""Silero VAD v6 on ONNX Runtime or the OpenVINO runtime, loaded from the model volume.
 
-faster-whisper's own helper always loads the copy inside its package; here the ONNX file comes
-from the warmed volume, and the speech-span logic (hysteresis on the frame probabilities) is ours.
+faster-whisper's own helper always loads the copy inside its package and only runs it on ONNX
+Runtime; here the ONNX file comes from the warmed volume, either runtime executes it, and the
+frame loop and the speech-span logic (hysteresis on the frame probabilities) are ours.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,10 +15,20 @@ import numpy as np
 
 from tasks.transcript import SpeechSpan
 from tasks.vad import VadBackend
-from voxflow.errors import ProfileError
+from voxflow.errors import BackendUnavailable, ProfileError
 
 WINDOW = 512  # samples per Silero frame at 16 kHz (32 ms)
+CONTEXT = 64  # samples of the previous frame the v6 model sees before each frame
 MODEL_FILE = "silero_vad_v6.onnx"
+RUNTIMES = ("onnxruntime", "openvino")
+_RUNTIME_PACKAGES = {  # runtime -> (import name, pip requirement)
+    "onnxruntime": ("onnxruntime", "onnxruntime"),
+    "openvino": ("openvino", "openvino"),
+}
+_FRAMES_PER_CALL = 10_000  # frames per model call; the LSTM state carries across calls
+
+# (frames with context [n, CONTEXT + WINDOW], h, c) -> (probabilities [n], h, c)
+_RunFrames = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, ...]]
 
 
 @dataclass(frozen=True)
@@ -26,18 +38,37 @@ class SileroOptions:
     Attributes:
         threshold: Frame probability at or above which speech starts.
         min_speech_ms: Spans shorter than this are dropped.
-        min_silence_ms: Silence this long ends a span.
+        min_silence_ms: Silence this long ends a span (160 ms, as faster-whisper's batched
+            default: short spans pack into fewer 30 s windows, and windows cost the time).
         speech_pad_ms: Padding added on each side of a span.
         max_speech_s: Longer spans are cut at their least speech-like frame.
+        runtime: What executes the ONNX file: ``onnxruntime`` or ``openvino``.
+        device: OpenVINO device (``CPU``, ``GPU``, ``NPU``, ``AUTO``); ONNX Runtime runs on
+            the CPU and only accepts ``CPU``.
     """
 
     threshold: float = 0.5
     min_speech_ms: int = 250
-    min_silence_ms: int = 500
+    min_silence_ms: int = 160
     speech_pad_ms: int = 200
     max_speech_s: float = 30.0
+    runtime: str = "onnxruntime"
+    device: str = "CPU"
 
     def __post_init__(self) -> None:
+        if self.runtime not in RUNTIMES:
+            raise ProfileError(
+                f"unknown runtime {self.runtime!r}",
+                key_path="stages.vad.options.runtime",
+                allowed=RUNTIMES,
+            )
+        if self.runtime == "onnxruntime" and self.device.upper() != "CPU":
+            raise ProfileError(
+                f"the onnxruntime runtime runs on the CPU only, found device {self.device!r}; "
+                "use runtime: openvino for other devices",
+                key_path="stages.vad.options.device",
+                allowed=("CPU",),
+            )
         if not 0.0 < self.threshold < 1.0:
             raise ProfileError(
                 f"expected a probability in (0, 1), found {self.threshold}",
@@ -52,22 +83,44 @@ class SileroOptions:
 
 
 class SileroVad(VadBackend):
-    """Silero VAD through onnxruntime."""
+    """Silero VAD through ONNX Runtime or OpenVINO (the ``runtime`` option)."""
 
     name = "silero"
     Options = SileroOptions
-    requires = (("onnxruntime", "onnxruntime"), ("faster_whisper", "faster-whisper"))
+    requires = (_RUNTIME_PACKAGES["onnxruntime"],)
+
+    @classmethod
+    def required_packages(cls, options: SileroOptions) -> tuple[tuple[str, str], ...]:
+        """The package of the chosen runtime."""
+        return (_RUNTIME_PACKAGES[options.runtime],)
 
     def __init__(self, model_path: Path | None, options: SileroOptions) -> None:
         super().__init__(model_path, options)
-        from faster_whisper.vad import SileroVADModel  # loads an ONNX file from a given path
-
-        self._model = SileroVADModel(str(Path(model_path) / MODEL_FILE))
+        path = Path(str(model_path)) / MODEL_FILE
+        if options.runtime == "openvino":
+            self._run = _openvino_runner(path, options.device)
+        else:
+            self._run = _onnxruntime_runner(path)
 
     def probabilities(self, audio: np.ndarray) -> np.ndarray:
-        """Speech probability of each 32 ms frame."""
+        """Speech probability of each 32 ms frame.
+
+        Each frame is given the last CONTEXT samples of the frame before it (zeros before the
+        first), and the LSTM state runs on from one call to the next, as Silero v6 expects.
+        """
+        audio = np.asarray(audio, dtype=np.float32)
         padded = np.pad(audio, (0, (-len(audio)) % WINDOW or WINDOW))
-        return np.asarray(self._model(padded)).reshape(-1)
+        frames = padded.reshape(-1, WINDOW)
+        context = np.zeros((len(frames), CONTEXT), dtype=np.float32)
+        context[1:] = frames[:-1, -CONTEXT:]
+        batch = np.concatenate([context, frames], axis=1)
+        h = np.zeros((1, 1, 128), dtype=np.float32)
+        c = np.zeros((1, 1, 128), dtype=np.float32)
+        out = []
+        for i in range(0, len(batch), _FRAMES_PER_CALL):
+            probs, h, c = self._run(batch[i : i + _FRAMES_PER_CALL], h, c)
+            out.append(np.asarray(probs).reshape(-1))
+        return np.concatenate(out)
 
     def speech_spans(self, audio: np.ndarray, sample_rate: int) -> list[SpeechSpan]:
         """Speech spans of 16 kHz audio, in seconds."""
@@ -83,6 +136,53 @@ class SileroVad(VadBackend):
             SpeechSpan(round(start * frame_s, 3), round(min(end * frame_s, duration), 3))
             for start, end in frames
         ]
+
+
+def _onnxruntime_runner(path: Path) -> _RunFrames:
+    try:
+        import onnxruntime
+    except ImportError as e:
+        raise BackendUnavailable(
+            "vad", "silero", "onnxruntime", "install it with `pip install onnxruntime`"
+        ) from e
+    opts = onnxruntime.SessionOptions()
+    # One thread each: the model is tiny and the frame loop sequential; more threads only
+    # contend with the ASR stage's.
+    opts.inter_op_num_threads = 1
+    opts.intra_op_num_threads = 1
+    opts.enable_cpu_mem_arena = False
+    opts.log_severity_level = 4
+    session = onnxruntime.InferenceSession(
+        str(path), providers=["CPUExecutionProvider"], sess_options=opts
+    )
+
+    def run(batch: np.ndarray, h: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, ...]:
+        return tuple(session.run(None, {"input": batch, "h": h, "c": c}))
+
+    return run
+
+
+def _openvino_runner(path: Path, device: str) -> _RunFrames:
+    try:
+        import openvino
+    except ImportError as e:
+        raise BackendUnavailable(
+            "vad", "silero", "openvino", "install it with `pip install openvino`"
+        ) from e
+    config: dict[str, object] = {}
+    if device.upper() == "CPU":
+        # OpenVINO runs CPUs with bf16 support in bf16 by default, which moves Silero's frame
+        # probabilities by up to 0.1 near the threshold; the model is tiny, so keep f32.
+        config = {"INFERENCE_NUM_THREADS": 1, "INFERENCE_PRECISION_HINT": "f32"}
+    compiled = openvino.Core().compile_model(str(path), device, config)
+    request = compiled.create_infer_request()
+    outputs = [compiled.output(name) for name in ("speech_probs", "hn", "cn")]
+
+    def run(batch: np.ndarray, h: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, ...]:
+        result = request.infer({"input": batch, "h": h, "c": c})
+        return tuple(np.array(result[o]) for o in outputs)
+
+    return run
 
 
 def spans_from_probabilities(probs: np.ndarray, options: SileroOptions) -> list[tuple[int, int]]:

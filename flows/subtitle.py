@@ -1,0 +1,96 @@
+"""The subtitle flow: transcribe, then translate the transcript into each target language.
+
+The profile's translate stage runs even where the profile leaves it off (the cpu profile
+does): asking for subtitles in another language is asking for translation. Its model is then
+warmed with ``voxflow warm --profile P --with translate``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import flow
+
+from blocks.model_store import ModelStore
+from flows.transcribe import transcribe
+from profiles import load_profile, resolve_profile
+from tasks.job import Job
+from tasks.stages import check_ready
+from tasks.subtitles import parse_formats
+from tasks.translate.languages import lookup
+from tasks.translate.stage import (
+    check_languages,
+    record_translations,
+    transcript_result,
+    translate,
+    write_translation,
+)
+from voxflow.errors import BadInput
+from voxflow.settings import load_settings
+
+DEFAULT_FORMATS = ("srt", "vtt", "json")
+
+
+@flow(name="subtitle", log_prints=False)
+def subtitle(
+    media: str,
+    target_languages: list[str],
+    source_language: str | None = None,
+    profile: str = "auto",
+    formats: list[str] | None = None,
+    output_dir: str | None = None,
+    store: str | None = None,
+    audio_stream: int | None = None,
+) -> dict[str, Any]:
+    """Subtitles of one media file in its own language and in each target language.
+
+    Args:
+        media: Path to an audio or video file the worker can read.
+        target_languages: Languages to translate into: ISO 639-1 (fr), ISO 639-3 (fra) or
+            NLLB (fra_Latn) codes.
+        source_language: The spoken language, in any of those forms; detected when empty.
+        profile: Hardware profile (cpu, cuda, mlx, openvino) or auto to pick by hardware.
+        formats: Output formats among srt, vtt, json, txt (srt, vtt and json when empty).
+        output_dir: Where job directories go ($VOXFLOW_OUTPUT or ./output when empty).
+        store: Model volume root ($VOXFLOW_STORE or ./models when empty).
+        audio_stream: Which audio stream to use, counting from 0 (the first when empty).
+
+    Returns:
+        The transcribe run record, with ``translations`` (language -> format -> path) added;
+        also written to ``run.json``.
+
+    Raises:
+        BadInput: No target language, a code that is not a language, or a pair the model
+            does not translate (before any audio is decoded).
+    """
+    if not target_languages:
+        raise BadInput("no target language given; name at least one, e.g. fr or de")
+    settings = load_settings()
+    chosen = load_profile(resolve_profile(profile)).with_stages("translate")
+    fmts = parse_formats(formats or DEFAULT_FORMATS)
+    model_store = ModelStore(root=str(store or settings.store))
+    source = lookup(source_language).code if source_language else None
+
+    # The translation model and the pairs first: a refusal costs nothing yet.
+    ready = check_ready(chosen, model_store)
+    spec = chosen.stages["translate"]
+    targets = check_languages(spec, ready["translate"], source, list(target_languages))
+
+    record = transcribe(
+        media=media,
+        profile=profile,
+        language=source.split("-")[0] if source else None,  # Whisper: zh, not zh-Hant
+        formats=list(fmts),
+        output_dir=output_dir,
+        store=store,
+        audio_stream=audio_stream,
+    )
+    job = Job(record["media"], record["job"], record["sha256"], Path(media).stem)
+    text = transcript_result(job, record)
+    results, outputs = [], {}
+    for target in targets:
+        translated = translate(job, spec, ready["translate"], text, source, target)
+        results.append(translated)
+        outputs[target] = write_translation(job, translated, fmts)
+    return record_translations(job, record, ready["translate"], results, outputs)

@@ -1,0 +1,198 @@
+"""The inbox: which files in a folder are new, a ledger of those done, and a quarantine.
+
+A file is identified by its content (sha256), not its name: renaming or copying a finished file
+back into the inbox does nothing, and a changed file under an old name is new. The ledger
+(``<output>/inbox-ledger.json``) is rewritten atomically (temp file, fsync, rename) after each
+file, so a run killed mid-way loses at most the file it was on, and that one is simply done
+again next time (its stages are cached). A stat index (name, size, mtime) spares re-hashing
+files the ledger has already seen.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import shutil
+import time
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock, Timeout
+
+from tasks.media import content_hash
+from voxflow.errors import BadInput, VoxflowError
+
+log = logging.getLogger(__name__)
+
+LEDGER_NAME = "inbox-ledger.json"
+DONE = "done"
+QUARANTINED = "quarantined"
+
+
+class InboxBusy(VoxflowError):
+    """Another inbox run holds the ledger; this one has nothing to do."""
+
+
+@dataclass(frozen=True)
+class InboxFile:
+    """A file waiting in the inbox, with the key the ledger knows it by."""
+
+    path: Path
+    sha256: str
+    size: int
+    mtime_ns: int
+
+
+class Ledger:
+    """Content hash -> what became of that file; only ``done`` entries are skipped later.
+
+    Attributes:
+        path: The ledger file.
+        entries: sha256 -> entry (``status``, ``file``, ``size``, ``mtime_ns``, ``at``, ...).
+    """
+
+    def __init__(self, path: Path, entries: dict[str, dict[str, Any]]) -> None:
+        self.path = path
+        self.entries = entries
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Ledger:
+        """Read the ledger, or start an empty one where there is none.
+
+        Raises:
+            BadInput: The file exists but is not a ledger (it is left for a human to look at).
+        """
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            return cls(path, {})
+        except (OSError, ValueError) as e:
+            raise BadInput(f"inbox ledger {path} is unreadable ({e}); move it aside") from e
+        if not isinstance(data, dict) or not isinstance(data.get("files"), dict):
+            raise BadInput(f"inbox ledger {path} has no 'files' mapping; move it aside")
+        return cls(path, data["files"])
+
+    def is_done(self, sha256: str) -> bool:
+        return self.entries.get(sha256, {}).get("status") == DONE
+
+    def known_hash(self, path: Path, size: int, mtime_ns: int) -> str | None:
+        """The hash recorded for a file with this name, size and mtime, if any."""
+        for sha, entry in self.entries.items():
+            if (entry.get("file"), entry.get("size"), entry.get("mtime_ns")) == (
+                path.name,
+                size,
+                mtime_ns,
+            ):
+                return sha
+        return None
+
+    def record(self, item: InboxFile, status: str, **details: Any) -> None:
+        """Note what became of ``item`` and write the ledger atomically."""
+        self.entries[item.sha256] = {
+            "status": status,
+            "file": item.path.name,
+            "size": item.size,
+            "mtime_ns": item.mtime_ns,
+            "at": datetime.now(UTC).isoformat(timespec="seconds"),
+            **details,
+        }
+        self.save()
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        blob = json.dumps({"files": self.entries}, indent=2, sort_keys=True).encode()
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
+        try:
+            with open(tmp, "wb") as f:
+                f.write(blob)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def locked_ledger(path: str | os.PathLike[str]) -> Iterator[Ledger]:
+    """Load the ledger under its lock, held for a whole inbox run.
+
+    Raises:
+        InboxBusy: Another run holds it.
+        BadInput: The ledger is unreadable.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(path) + ".lock", timeout=0)
+    try:
+        lock.acquire()
+    except Timeout as e:
+        raise InboxBusy(f"another inbox run holds {path}; leaving the files to it") from e
+    try:
+        yield Ledger.load(path)
+    finally:
+        lock.release()
+
+
+def pending_files(inbox: Path, ledger: Ledger, min_age_s: float = 0.0) -> list[InboxFile]:
+    """Files in ``inbox`` (not hidden, not in sub-folders) whose content is not done yet.
+
+    Args:
+        inbox: The folder to look in.
+        ledger: What was done before.
+        min_age_s: Skip files modified less than this many seconds ago (still being copied).
+
+    Returns:
+        New files, by name; a file whose content appears twice is returned once.
+
+    Raises:
+        BadInput: The inbox folder does not exist.
+    """
+    if not inbox.is_dir():
+        raise BadInput(f"inbox folder {inbox} does not exist")
+    now = time.time()
+    found: dict[str, InboxFile] = {}
+    for path in sorted(inbox.iterdir()):
+        if path.name.startswith(".") or not path.is_file():
+            continue
+        stat = path.stat()
+        if now - stat.st_mtime < min_age_s:
+            log.info("inbox: %s is still changing; leaving it for the next run", path.name)
+            continue
+        sha = ledger.known_hash(path, stat.st_size, stat.st_mtime_ns) or content_hash(path)
+        if ledger.is_done(sha):
+            continue
+        if sha in found:
+            log.info("inbox: %s has the same content as %s", path.name, found[sha].path.name)
+            continue
+        found[sha] = InboxFile(path, sha, stat.st_size, stat.st_mtime_ns)
+    return list(found.values())
+
+
+def quarantine(item: InboxFile, folder: Path, error: BaseException) -> Path:
+    """Move a failed file into ``folder`` beside ``<name>.error.txt`` saying why.
+
+    Returns:
+        Where the file now is (the name gets a hash suffix if the folder already has one).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    dest = folder / item.path.name
+    if dest.exists():
+        dest = folder / f"{item.path.stem}-{item.sha256[:8]}{item.path.suffix}"
+    note = dest.with_name(dest.name + ".error.txt")
+    text = (
+        f"{item.path.name} failed at {datetime.now(UTC).isoformat(timespec='seconds')}\n"
+        f"sha256: {item.sha256}\n\n{type(error).__name__}: {error}\n\n"
+        + "".join(traceback.format_exception(error))
+        + "\nMove the file back into the inbox to try again.\n"
+    )
+    note.write_text(text)
+    shutil.move(item.path, dest)
+    return dest

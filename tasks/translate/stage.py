@@ -1,0 +1,183 @@
+"""The translate stage: a finished transcript into one more language, same segments, same times.
+
+:func:`translate_transcript` is the plain function; the ``@task`` wrappers run it through the
+job's stage cache (keyed on the transcript stage's key, the target language and the model's
+revision, so a second language or a re-run costs only what changed) and write
+``<stem>.<lang>.<fmt>`` beside the source-language files.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NONE
+
+from profiles import StageSpec
+from tasks.job import Job, StageResult, run_stage
+from tasks.preflight import ReadyStage
+from tasks.registry import load_backend
+from tasks.subtitles import write_outputs
+from tasks.transcript import Segment, Transcript
+from tasks.translate import TranslateBackend
+from tasks.translate.languages import Language, lookup
+
+log = logging.getLogger(__name__)
+
+TRANSCRIPT_STAGES = ("diarize", "asr")
+"""Stages whose result is the transcript, latest first: translations carry its speakers."""
+
+
+def translate_transcript(
+    backend: TranslateBackend, transcript: Transcript, target: str, source: str | None = None
+) -> Transcript:
+    """Translate every segment of a transcript, keeping its timing and speaker.
+
+    Words are dropped: their timings belong to the source language (the subtitle writers
+    spread a segment's new words over its time span).
+
+    Args:
+        backend: A loaded translation backend.
+        transcript: What ASR (and diarization) produced.
+        target: The language wanted (any code :func:`lookup` accepts).
+        source: The transcript's language when it is not the one ASR recorded.
+
+    Raises:
+        BadInput: The model does not translate the pair.
+    """
+    src, tgt = backend.languages.pair(source or transcript.language, target)
+    texts = backend.translate([s.text for s in transcript.segments], src.code, tgt.code)
+    segments = tuple(
+        Segment(start=s.start, end=s.end, text=text, speaker=s.speaker)
+        for s, text in zip(transcript.segments, texts, strict=True)
+    )
+    return Transcript(
+        language=tgt.code,
+        duration=transcript.duration,
+        segments=segments,
+        model={**transcript.model, "translation": {"source_language": src.code}},
+    )
+
+
+def transcript_result(job: Job, record: dict[str, Any]) -> StageResult:
+    """The stage result holding a transcribe run's final transcript (diarized if it was).
+
+    Args:
+        job: The run's job directory.
+        record: The run record the transcribe flow returned (``run.json``).
+    """
+    for stage in TRANSCRIPT_STAGES:
+        run = record["stages"].get(stage)
+        if run is None:
+            continue
+        saved = json.loads(job.stage_file(stage).read_text(encoding="utf-8"))
+        return StageResult(stage, run["key"], saved["result"], run["seconds"], run["cached"])
+    raise ValueError(f"the run record of {job.directory} names no transcript stage")
+
+
+@task(name="check-languages", cache_policy=NONE)
+def check_languages(
+    spec: StageSpec, ready: ReadyStage, source: str | None, targets: list[str]
+) -> list[str]:
+    """The target codes the model will produce, checked before any audio is decoded.
+
+    Returns:
+        Each target's voxflow code (``fra_Latn`` -> ``fr``), duplicates dropped.
+
+    Raises:
+        BadInput: A code is not a language, or the model does not translate a pair.
+    """
+    backend = _backend(spec, ready)
+    codes: list[Language] = []
+    for target in targets:
+        if source:
+            codes.append(backend.languages.pair(source, target)[1])
+        else:
+            codes.append(backend.languages.target(target))
+    return list(dict.fromkeys(lang.code for lang in codes))
+
+
+@task(name="translate", cache_policy=NONE, task_run_name="translate {target}")
+def translate(
+    job: Job,
+    spec: StageSpec,
+    ready: ReadyStage,
+    transcript: StageResult,
+    source: str | None,
+    target: str,
+) -> StageResult:
+    """translate: the transcript in ``target`` into ``transcript.<lang>.json``."""
+    code = lookup(target).code
+    config = {
+        "backend": spec.backend,
+        "model": ready.model,
+        "revision": ready.revision,
+        "options": dict(spec.options),
+        "source": lookup(source).code if source else None,
+        "target": code,
+    }
+
+    def compute() -> dict[str, Any]:
+        original = Transcript.load(Path(transcript.result["path"]))
+        translated = translate_transcript(_backend(spec, ready), original, code, source)
+        path = translated.save(job.path / f"transcript.{code}.json")
+        log.info(
+            "translate: %d segment(s) %s -> %s",
+            len(translated.segments),
+            translated.model["translation"]["source_language"],
+            code,
+        )
+        return {"path": str(path), "language": code, "segments": len(translated.segments)}
+
+    return run_stage(
+        job, f"translate.{code}", config, transcript.key, compute, outputs=lambda r: [r["path"]]
+    )
+
+
+@task(name="write-translation", cache_policy=NONE, task_run_name="write {translated.stage}")
+def write_translation(
+    job: Job, translated: StageResult, formats: tuple[str, ...]
+) -> dict[str, str]:
+    """subtitles: ``<stem>.<lang>.<fmt>`` for each requested format."""
+    transcript = Transcript.load(Path(translated.result["path"]))
+    paths = write_outputs(transcript, job.path, f"{job.stem}.{transcript.language}", formats)
+    return {fmt: str(p) for fmt, p in paths.items()}
+
+
+def record_translations(
+    job: Job,
+    record: dict[str, Any],
+    ready: ReadyStage,
+    results: list[StageResult],
+    outputs: dict[str, dict[str, str]],
+) -> dict[str, Any]:
+    """Add the translations to ``run.json``: the model, each stage's time, the files."""
+    record = {
+        **record,
+        "models": {
+            **record["models"],
+            "translate": {
+                "backend": ready.backend,
+                "model": ready.model,
+                "revision": ready.revision,
+            },
+        },
+        "stages": {
+            **record["stages"],
+            **{r.stage: {"seconds": r.seconds, "cached": r.cached, "key": r.key} for r in results},
+        },
+        "translations": outputs,
+    }
+    path = job.path / "run.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(record, indent=1))
+    os.replace(tmp, path)
+    return record
+
+
+def _backend(spec: StageSpec, ready: ReadyStage) -> TranslateBackend:
+    return load_backend(spec, Path(ready.path) if ready.path else None, ready.submodels)

@@ -1,0 +1,91 @@
+"""The inbox flow: each new file once, by content; failures to quarantine with a note."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import SAMPLE
+from flows.inbox import inbox
+from tasks.inbox import LEDGER_NAME, InboxBusy, Ledger, locked_ledger, pending_files
+from voxflow.errors import ModelNotWarmed
+
+
+def test_pending_files_skip_hidden_fresh_and_duplicate_content(tmp_path):
+    (tmp_path / "a.wav").write_bytes(b"one")
+    (tmp_path / "b.wav").write_bytes(b"one")  # same content as a.wav
+    (tmp_path / "c.wav").write_bytes(b"two")
+    (tmp_path / ".partial.wav").write_bytes(b"three")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "d.wav").write_bytes(b"four")
+
+    found = pending_files(tmp_path, Ledger(tmp_path / LEDGER_NAME, {}))
+    assert [f.path.name for f in found] == ["a.wav", "c.wav"]
+    assert pending_files(tmp_path, Ledger(tmp_path / LEDGER_NAME, {}), min_age_s=3600) == []
+
+
+def test_ledger_is_rewritten_whole_and_marks_done_content(tmp_path):
+    ledger = Ledger(tmp_path / "out" / LEDGER_NAME, {})
+    (tmp_path / "a.wav").write_bytes(b"one")
+    [item] = pending_files(tmp_path, ledger)
+    ledger.record(item, "done", outputs={})
+
+    reread = Ledger.load(ledger.path)
+    assert reread.is_done(item.sha256)
+    assert pending_files(tmp_path, reread) == []
+    assert [p.name for p in ledger.path.parent.iterdir()] == [LEDGER_NAME]  # no temp files left
+
+
+def test_a_second_run_on_the_same_ledger_is_refused(tmp_path):
+    with locked_ledger(tmp_path / LEDGER_NAME), pytest.raises(InboxBusy):
+        with locked_ledger(tmp_path / LEDGER_NAME):
+            pass
+
+
+def test_unreadable_ledger_names_the_file(tmp_path):
+    (tmp_path / LEDGER_NAME).write_text("{not json")
+    with pytest.raises(ValueError, match=LEDGER_NAME):
+        Ledger.load(tmp_path / LEDGER_NAME)
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_inbox_transcribes_new_files_once_and_quarantines_failures(warm_store, tmp_path):
+    box, out = tmp_path / "inbox", tmp_path / "out"
+    box.mkdir()
+    shutil.copy(SAMPLE, box / "talk.mp4")
+    shutil.copy(SAMPLE, box / "talk-copy.mp4")  # same bytes: done once
+    (box / "broken.mp4").write_bytes(b"this is not a video")
+
+    first = inbox(str(box), profile="cpu", output_dir=str(out), store=warm_store.root, min_age_s=0)
+
+    assert first == {"done": ["talk-copy.mp4"], "quarantined": ["broken.mp4"]}
+    assert not (box / "broken.mp4").exists()
+    note = (box / "quarantine" / "broken.mp4.error.txt").read_text()
+    assert (box / "quarantine" / "broken.mp4").exists() and "not a media file" in note
+    ledger = json.loads((out / LEDGER_NAME).read_text())["files"]
+    assert sorted(e["status"] for e in ledger.values()) == ["done", "quarantined"]
+    assert any(Path(p).exists() for e in ledger.values() for p in e.get("outputs", {}).values())
+
+    (box / "later.mp4").write_bytes(SAMPLE.read_bytes())  # a known content under a new name
+    again = inbox(str(box), profile="cpu", output_dir=str(out), store=warm_store.root, min_age_s=0)
+    assert again == {"done": [], "quarantined": []}
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_inbox_on_a_cold_volume_fails_and_leaves_the_files(tmp_path):
+    box = tmp_path / "inbox"
+    box.mkdir()
+    shutil.copy(SAMPLE, box / "talk.mp4")
+
+    with pytest.raises(ModelNotWarmed):
+        inbox(
+            str(box),
+            profile="cpu",
+            output_dir=str(tmp_path / "out"),
+            store=str(tmp_path / "cold"),
+            min_age_s=0,
+        )
+    assert (box / "talk.mp4").exists() and not (box / "quarantine").exists()
