@@ -83,9 +83,73 @@ def _parser() -> argparse.ArgumentParser:
         default="srt,vtt,json,txt",
         help="comma-separated output formats (default: srt,vtt,json,txt)",
     )
+    _run_options(p, str(settings.output))
+    p.set_defaults(run=_transcribe)
+
+    p = sub.add_parser(
+        "subtitle", help="transcribe media files and translate their subtitles into languages"
+    )
+    p.add_argument("media", nargs="+", help="audio or video files")
+    p.add_argument(
+        "--to",
+        required=True,
+        metavar="LANGS",
+        help="comma-separated target languages: ISO 639-1 (fr), 639-3 (fra) or NLLB (fra_Latn)",
+    )
+    p.add_argument(
+        "--from",
+        dest="source",
+        default=None,
+        metavar="LANG",
+        help="spoken language; detected when omitted",
+    )
+    common(p)
+    p.add_argument(
+        "--format",
+        default="srt,vtt,json",
+        help="comma-separated output formats (default: srt,vtt,json)",
+    )
+    _run_options(p, str(settings.output))
+    p.set_defaults(run=_subtitle)
+
+    p = sub.add_parser(
+        "profiles",
+        help="list profiles: backend and model per stage, and whether this machine can run them",
+    )
+    p.set_defaults(run=_profiles)
+
+    p = sub.add_parser("models", help="list the model catalog: warmed or not, size on disk")
+    p.add_argument("--store", default=str(settings.store), help="model volume root")
+    p.set_defaults(run=_models)
+    cache = sub.add_parser("cache", help="inventory and prune the model volume")
+    cache_sub = cache.add_subparsers(dest="cache_command", required=True, metavar="ACTION")
+    p = cache_sub.add_parser(
+        "report", help="per model: size, files, revision, warmed and verified; what is missing"
+    )
+    p.add_argument(
+        "--profile", default=None, help="report this profile's models and what it still lacks"
+    )
+    p.add_argument("--store", default=str(settings.store), help="model volume root")
+    p.set_defaults(run=_cache_report)
+    p = cache_sub.add_parser("prune", help="delete revisions and blobs no profile references")
+    p.add_argument("--store", default=str(settings.store), help="model volume root")
+    p.add_argument(
+        "--keep-profile",
+        action="append",
+        default=[],
+        metavar="P",
+        help="also keep the models of this profile (a .yaml path); repeatable",
+    )
+    p.add_argument("--yes", action="store_true", help="delete (without it, only list)")
+    p.set_defaults(run=_cache_prune)
+    return parser
+
+
+def _run_options(p: argparse.ArgumentParser, output: str) -> None:
+    """Flags `transcribe` and `subtitle` share: output, audio stream, speakers, separation."""
     p.add_argument(
         "--output",
-        default=str(settings.output),
+        default=output,
         help="output folder (default: $VOXFLOW_OUTPUT or ./output)",
     )
     p.add_argument(
@@ -122,75 +186,6 @@ def _parser() -> argparse.ArgumentParser:
     separate.add_argument(
         "--no-separate", dest="separate", action="store_false", help="transcribe the mix as is"
     )
-    p.set_defaults(run=_transcribe)
-
-    p = sub.add_parser(
-        "subtitle", help="transcribe media files and translate their subtitles into languages"
-    )
-    p.add_argument("media", nargs="+", help="audio or video files")
-    p.add_argument(
-        "--to",
-        required=True,
-        metavar="LANGS",
-        help="comma-separated target languages: ISO 639-1 (fr), 639-3 (fra) or NLLB (fra_Latn)",
-    )
-    p.add_argument(
-        "--from",
-        dest="source",
-        default=None,
-        metavar="LANG",
-        help="spoken language; detected when omitted",
-    )
-    common(p)
-    p.add_argument(
-        "--format",
-        default="srt,vtt,json",
-        help="comma-separated output formats (default: srt,vtt,json)",
-    )
-    p.add_argument(
-        "--output",
-        default=str(settings.output),
-        help="output folder (default: $VOXFLOW_OUTPUT or ./output)",
-    )
-    p.add_argument(
-        "--audio-stream",
-        type=int,
-        default=None,
-        help="audio stream to use, counting from 0 (default: the first)",
-    )
-    p.set_defaults(run=_subtitle)
-
-    p = sub.add_parser(
-        "profiles",
-        help="list profiles: backend and model per stage, and whether this machine can run them",
-    )
-    p.set_defaults(run=_profiles)
-
-    p = sub.add_parser("models", help="list the model catalog: warmed or not, size on disk")
-    p.add_argument("--store", default=str(settings.store), help="model volume root")
-    p.set_defaults(run=_models)
-    cache = sub.add_parser("cache", help="inventory and prune the model volume")
-    cache_sub = cache.add_subparsers(dest="cache_command", required=True, metavar="ACTION")
-    p = cache_sub.add_parser(
-        "report", help="per model: size, files, revision, warmed and verified; what is missing"
-    )
-    p.add_argument(
-        "--profile", default=None, help="report this profile's models and what it still lacks"
-    )
-    p.add_argument("--store", default=str(settings.store), help="model volume root")
-    p.set_defaults(run=_cache_report)
-    p = cache_sub.add_parser("prune", help="delete revisions and blobs no profile references")
-    p.add_argument("--store", default=str(settings.store), help="model volume root")
-    p.add_argument(
-        "--keep-profile",
-        action="append",
-        default=[],
-        metavar="P",
-        help="also keep the models of this profile (a .yaml path); repeatable",
-    )
-    p.add_argument("--yes", action="store_true", help="delete (without it, only list)")
-    p.set_defaults(run=_cache_prune)
-    return parser
 
 
 def _out(line: str = "") -> None:
@@ -316,6 +311,11 @@ def _subtitle(args: argparse.Namespace) -> int:
                 output_dir=args.output,
                 store=args.store,
                 audio_stream=args.audio_stream,
+                diarize=args.diarize,
+                speakers=args.speakers,
+                min_speakers=args.min_speakers,
+                max_speakers=args.max_speakers,
+                separate=args.separate,
             )
         except VoxflowError as e:
             if len(args.media) == 1:

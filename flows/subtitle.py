@@ -13,10 +13,10 @@ from typing import Any
 from prefect import flow
 
 from blocks.model_store import ModelStore
+from flows.runtime import OnColdCache, ready_or_warm
 from flows.transcribe import transcribe
 from profiles import load_profile, resolve_profile
 from tasks.job import Job
-from tasks.stages import check_ready
 from tasks.subtitles import parse_formats
 from tasks.translate.languages import lookup
 from tasks.translate.stage import (
@@ -42,6 +42,12 @@ def subtitle(
     output_dir: str | None = None,
     store: str | None = None,
     audio_stream: int | None = None,
+    on_cold_cache: OnColdCache = "fail",
+    diarize: bool | None = None,
+    speakers: int | None = None,
+    min_speakers: int | None = None,
+    max_speakers: int | None = None,
+    separate: bool | None = None,
 ) -> dict[str, Any]:
     """Subtitles of one media file in its own language and in each target language.
 
@@ -55,6 +61,15 @@ def subtitle(
         output_dir: Where job directories go ($VOXFLOW_OUTPUT or ./output when empty).
         store: Model volume root ($VOXFLOW_STORE or ./models when empty).
         audio_stream: Which audio stream to use, counting from 0 (the first when empty).
+        on_cold_cache: On a cold model volume: fail (naming what to run), or warm it through
+            the profile's warm-cache deployment and go on.
+        diarize: Label speakers (true) or not (false); empty follows the profile, and a
+            speaker count below switches it on.
+        speakers: Exact number of speakers, when known.
+        min_speakers: At least this many speakers.
+        max_speakers: At most this many speakers.
+        separate: Isolate the voice (Demucs vocals stem) before VAD and ASR (true) or not
+            (false); empty follows the profile.
 
     Returns:
         The transcribe run record, with ``translations`` (language -> format -> path) added;
@@ -73,7 +88,7 @@ def subtitle(
     source = lookup(source_language).code if source_language else None
 
     # The translation model and the pairs first: a refusal costs nothing yet.
-    ready = check_ready(chosen, model_store)
+    ready = ready_or_warm(chosen, model_store, on_cold_cache)
     spec = chosen.stages["translate"]
     targets = check_languages(spec, ready["translate"], source, list(target_languages))
 
@@ -85,6 +100,12 @@ def subtitle(
         output_dir=output_dir,
         store=store,
         audio_stream=audio_stream,
+        on_cold_cache=on_cold_cache,
+        diarize=diarize,
+        speakers=speakers,
+        min_speakers=min_speakers,
+        max_speakers=max_speakers,
+        separate=separate,
     )
     job = Job(record["media"], record["job"], record["sha256"], Path(media).stem)
     text = transcript_result(job, record)
