@@ -105,10 +105,11 @@ def child_voxflow(repo: Path, source: Path, dest: Path, window_s: float) -> dict
     sep = DemucsSeparator(repo, DemucsOptions(window_s=window_s))
     sep.separate(np.zeros(SR, dtype=np.float32), SR)  # first-call allocations, as in bare
     loaded = _rss_kb()
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     result = sep.separate_file(source, dest)
     return {
         "seconds": time.perf_counter() - started,
+        "cpu_s": time.process_time() - cpu,
         "loaded_kb": loaded,
         "peak_kb": _rss_kb(),
         "windows": result.windows,
@@ -126,7 +127,7 @@ def child_bare(repo: Path, source: Path, dest: Path, window_s: float) -> dict[st
     with torch.inference_mode():  # first-call allocations (kernels, thread pools) go here
         apply_model(model, torch.zeros(1, 2, model.samplerate), shifts=0, split=True)
     loaded = _rss_kb()
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     with wave.open(str(source), "rb") as f:
         pcm = np.frombuffer(f.readframes(f.getnframes()), dtype=np.int16)
     with torch.inference_mode():
@@ -142,7 +143,12 @@ def child_bare(repo: Path, source: Path, dest: Path, window_s: float) -> dict[st
         f.setsampwidth(2)
         f.setframerate(SR)
         f.writeframes((out.clamp(-1, 1) * 32767).numpy().astype("<i2").tobytes())
-    return {"seconds": time.perf_counter() - started, "loaded_kb": loaded, "peak_kb": _rss_kb()}
+    return {
+        "seconds": time.perf_counter() - started,
+        "cpu_s": time.process_time() - cpu,
+        "loaded_kb": loaded,
+        "peak_kb": _rss_kb(),
+    }
 
 
 CHILDREN = {"voxflow": child_voxflow, "bare": child_bare}
@@ -183,6 +189,7 @@ def measure(
                 "audio_s": seconds,
                 "seconds": round(took, 2),
                 "rtf": round(took / seconds, 3),
+                "cpu_s": round(statistics.median(r["cpu_s"] for r in results), 2),
                 "peak_mb": round(max(r["peak_kb"] for r in results) / 1024, 1),
                 "growth_mb": round(growth / 1024, 1),
                 "windows": results[0].get("windows", 1),
@@ -214,7 +221,17 @@ def main() -> None:
         if args.full_seconds > 0:
             rows += measure("full", args.full_seconds, args.window_s, args.repeat, Path(tmp))
 
-    columns = ["model", "impl", "audio_s", "seconds", "rtf", "peak_mb", "growth_mb", "windows"]
+    columns = [
+        "model",
+        "impl",
+        "audio_s",
+        "seconds",
+        "rtf",
+        "cpu_s",
+        "peak_mb",
+        "growth_mb",
+        "windows",
+    ]
     widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in columns}
     print("  ".join(c.rjust(widths[c]) for c in columns))
     for r in rows:
@@ -222,7 +239,8 @@ def main() -> None:
     for kind in dict.fromkeys(r["model"] for r in rows):
         vox, bare = (r for i in CHILDREN for r in rows if (r["model"], r["impl"]) == (kind, i))
         print(
-            f"{kind}: voxflow/bare time {vox['seconds'] / bare['seconds']:.2f}x, "
+            f"{kind}: voxflow/bare time {vox['seconds'] / bare['seconds']:.2f}x "
+            f"(CPU time {vox['cpu_s'] / bare['cpu_s']:.2f}x), "
             f"separation memory (growth) {vox['growth_mb']} MB vs {bare['growth_mb']} MB"
         )
     RESULT.write_text(
