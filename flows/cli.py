@@ -10,6 +10,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from voxflow.errors import BadInput, VoxflowError
 from voxflow.settings import load_settings
@@ -251,36 +252,23 @@ def _transcribe(args: argparse.Namespace) -> int:
     with_diarization(
         profile, args.diarize, SpeakerCount(args.speakers, args.min_speakers, args.max_speakers)
     )
-    failed = 0
-    for media in args.media:
-        try:
-            record = transcribe(
-                media=media,
-                profile=profile.name if not args.profile.endswith(".yaml") else args.profile,
-                language=args.language,
-                formats=formats,
-                output_dir=args.output,
-                store=args.store,
-                audio_stream=args.audio_stream,
-                diarize=args.diarize,
-                speakers=args.speakers,
-                min_speakers=args.min_speakers,
-                max_speakers=args.max_speakers,
-                separate=args.separate,
-            )
-        except VoxflowError as e:
-            if len(args.media) == 1:
-                raise
-            failed += 1
-            _out(f"FAILED  {media}: {e}")
-            continue
+
+    def report(media: str, record: dict) -> None:
         _out(
             f"{media}: {record['audio_seconds']:.1f} s of audio, real-time factor "
             f"{record['real_time_factor']}"
         )
         for fmt, path in record["outputs"].items():
             _out(f"  {fmt:5} {path}")
-    return 1 if failed else 0
+
+    name = profile.name if not args.profile.endswith(".yaml") else args.profile
+    return _each_media(
+        args.media,
+        lambda media: transcribe(
+            media=media, profile=name, language=args.language, formats=formats, **_run_kwargs(args)
+        ),
+        report,
+    )
 
 
 def _subtitle(args: argparse.Namespace) -> int:
@@ -299,36 +287,60 @@ def _subtitle(args: argparse.Namespace) -> int:
     if not targets:
         raise BadInput("--to names no language; e.g. --to fr,de")
     profile = resolve_profile(args.profile)  # 'auto' is decided once, here
-    failed = 0
-    for media in args.media:
-        try:
-            record = subtitle(
-                media=media,
-                target_languages=targets,
-                source_language=source,
-                profile=profile,
-                formats=formats,
-                output_dir=args.output,
-                store=args.store,
-                audio_stream=args.audio_stream,
-                diarize=args.diarize,
-                speakers=args.speakers,
-                min_speakers=args.min_speakers,
-                max_speakers=args.max_speakers,
-                separate=args.separate,
-            )
-        except VoxflowError as e:
-            if len(args.media) == 1:
-                raise
-            failed += 1
-            _out(f"FAILED  {media}: {e}")
-            continue
+
+    def report(media: str, record: dict) -> None:
         _out(f"{media}: {record['audio_seconds']:.1f} s of audio")
         for fmt, path in record["outputs"].items():
             _out(f"  {fmt:5} {path}")
         for language, paths in record["translations"].items():
             for fmt, path in paths.items():
                 _out(f"  {language:>3} {fmt:5} {path}")
+
+    return _each_media(
+        args.media,
+        lambda media: subtitle(
+            media=media,
+            target_languages=targets,
+            source_language=source,
+            profile=profile,
+            formats=formats,
+            **_run_kwargs(args),
+        ),
+        report,
+    )
+
+
+def _run_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """Flow parameters `transcribe` and `subtitle` share, from the shared flags."""
+    return {
+        "output_dir": args.output,
+        "store": args.store,
+        "audio_stream": args.audio_stream,
+        "diarize": args.diarize,
+        "speakers": args.speakers,
+        "min_speakers": args.min_speakers,
+        "max_speakers": args.max_speakers,
+        "separate": args.separate,
+    }
+
+
+def _each_media(
+    media: list[str],
+    run_one: Callable[[str], dict[str, Any]],
+    report: Callable[[str, dict[str, Any]], None],
+) -> int:
+    """Run one flow per file; with several files a failure is reported and the rest go on."""
+    failed = 0
+    for item in media:
+        try:
+            record = run_one(item)
+        except VoxflowError as e:
+            if len(media) == 1:
+                raise
+            failed += 1
+            _out(f"FAILED  {item}: {e}")
+            continue
+        report(item, record)
     return 1 if failed else 0
 
 

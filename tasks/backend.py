@@ -33,3 +33,24 @@ class Backend(ABC):
     def __init__(self, model_path: Path | None, options: Any) -> None:
         self.model_path = model_path
         self.options = options
+
+
+def require_positive(options: Any, keys: tuple[str, ...], where: str) -> None:
+    """Refuse option values below 1 (batch sizes, beam widths, token limits).
+
+    Args:
+        options: The backend's options dataclass.
+        keys: The fields that must be whole numbers >= 1.
+        where: Key path of the options, e.g. ``stages.asr.options``.
+
+    Raises:
+        ProfileError: A value is below 1, naming its key path.
+    """
+    from voxflow.errors import ProfileError
+
+    for key in keys:
+        if getattr(options, key) < 1:
+            raise ProfileError(
+                f"expected a whole number >= 1, found {getattr(options, key)}",
+                key_path=f"{where}.{key}",
+            )

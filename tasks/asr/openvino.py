@@ -20,8 +20,9 @@ from typing import Any
 import numpy as np
 
 from tasks.asr import AsrBackend, group_spans, split_sentences
+from tasks.backend import require_positive
 from tasks.transcript import Segment, SpeechSpan, Transcript, Word
-from voxflow.errors import BackendUnavailable, BadInput, ModelNotWarmed, ProfileError
+from voxflow.errors import BackendUnavailable, BadInput, ModelNotWarmed
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +54,7 @@ class OpenVinoWhisperOptions:
     max_new_tokens: int = 440
 
     def __post_init__(self) -> None:
-        for key in ("beam_size", "max_new_tokens"):
-            if getattr(self, key) < 1:
-                raise ProfileError(
-                    f"expected a whole number >= 1, found {getattr(self, key)}",
-                    key_path=f"stages.asr.options.{key}",
-                )
+        require_positive(self, ("beam_size", "max_new_tokens"), "stages.asr.options")
 
 
 class OpenVinoWhisperAsr(AsrBackend):

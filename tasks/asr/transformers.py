@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from tasks.asr import AsrBackend, group_spans, split_sentences
+from tasks.backend import require_positive
 from tasks.transcript import Segment, SpeechSpan, Transcript, Word
 from voxflow.errors import BackendUnavailable, BadInput, ProfileError
 
@@ -51,12 +52,7 @@ class TransformersWhisperOptions:
             raise ProfileError(
                 f"unknown dtype {self.dtype!r}", key_path="stages.asr.options.dtype", allowed=DTYPES
             )
-        for key in ("batch_size", "beam_size"):
-            if getattr(self, key) < 1:
-                raise ProfileError(
-                    f"expected a whole number >= 1, found {getattr(self, key)}",
-                    key_path=f"stages.asr.options.{key}",
-                )
+        require_positive(self, ("batch_size", "beam_size"), "stages.asr.options")
 
 
 class TransformersWhisperAsr(AsrBackend):
