@@ -14,7 +14,8 @@ python=${PYTHON:-.venv/bin/python}
 deps=${EXPORT_DEPS:-/tmp/voxflow-ov-export-deps}
 if [ ! -d "$deps/optimum/intel" ]; then
   "$python" -m pip install -q --no-deps --target "$deps" \
-    "transformers>=4.57,<4.58" "tokenizers==0.22.1" "huggingface-hub<1.0" optimum optimum-intel
+    "transformers==4.57.6" "tokenizers==0.22.1" "huggingface-hub==0.36.2" "optimum==2.3.0" \
+    "optimum-intel==2.2.0"
 fi
 PYTHONPATH="$deps" "$python" - "$out" <<'EOF'
 import sys
