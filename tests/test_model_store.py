@@ -243,7 +243,9 @@ def test_interrupted_warm_leaves_nothing_complete_and_next_warm_succeeds(store, 
     with pytest.raises(SourceError) as caught:
         store.warm(spec)
     message = str(caught.value)
-    assert "tiny-test" in message and spec.source in message and opened[1] in message
+    # Files are fetched in parallel: any file opened after the first may be the one reported.
+    assert "tiny-test" in message and spec.source in message
+    assert any(f"'{name}'" in message for name in opened[1:])
     assert isinstance(caught.value.__cause__, OSError)
     assert not store.manifest_path(spec).exists()
     assert store.status(spec).state == "cold"
