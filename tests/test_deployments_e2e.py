@@ -27,7 +27,7 @@ POOLS = ("cpu", "cuda", "mlx", "openvino")
 OUT = Path(__file__).parent / "out"  # screenshots (git-ignored)
 
 
-def wait_for_text(driver, text: str, timeout: float = 60) -> None:
+def wait_for_text(driver, text: str, timeout: float = 150) -> None:
     from selenium.webdriver.support.ui import WebDriverWait
 
     WebDriverWait(driver, timeout).until(
