@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from abc import abstractmethod
+from pathlib import Path
 
 import numpy as np
 
 from tasks.backend import Backend
 from tasks.transcript import Segment, SpeechSpan, Transcript, Word
+from voxflow.errors import BadInput
 
-__all__ = ["AsrBackend", "group_spans", "split_sentences"]
+__all__ = ["AsrBackend", "check_language", "group_spans", "split_sentences"]
 
 
 class AsrBackend(Backend):
@@ -68,3 +70,16 @@ def _from_words(words: list[Word], speaker: str | None) -> Segment:
     return Segment(
         start=words[0].start, end=words[-1].end, text=text, words=tuple(words), speaker=speaker
     )
+
+
+def check_language(model_path: object, multilingual: bool, language: str | None) -> None:
+    """Refuse a language other than English for an English-only model.
+
+    Raises:
+        BadInput: ``language`` is set, not ``en``, and the model is English-only.
+    """
+    if language and not multilingual and language != "en":
+        raise BadInput(
+            f"the model {Path(str(model_path)).name} is English-only; language {language!r} "
+            "was asked for (use a multilingual model or --language en)"
+        )

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks.asr import AsrBackend, group_spans, split_sentences
+from tasks.asr import AsrBackend, check_language, group_spans, split_sentences
 from tasks.transcript import Segment, SpeechSpan, Transcript, Word
-from voxflow.errors import BadInput
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +64,7 @@ class FasterWhisperAsr(AsrBackend):
             BadInput: A language other than English was asked of an English-only model.
         """
         duration = len(audio) / 16_000
-        if language and not self.model.model.is_multilingual and language != "en":
-            raise BadInput(
-                f"the model {Path(str(self.model_path)).name} is English-only; "
-                f"language {language!r} was asked for (use a multilingual model or --language en)"
-            )
+        check_language(self.model_path, self.model.model.is_multilingual, language)
         if not spans:
             return Transcript(language=language or "en", duration=duration)
         windows = group_spans(spans)

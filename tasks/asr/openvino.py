@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from tasks.asr import AsrBackend, group_spans, split_sentences
+from tasks.asr import AsrBackend, check_language, group_spans, split_sentences
 from tasks.backend import require_positive
 from tasks.transcript import Segment, SpeechSpan, Transcript, Word
-from voxflow.errors import BackendUnavailable, BadInput, ModelNotWarmed
+from voxflow.errors import BackendUnavailable, ModelNotWarmed
 
 log = logging.getLogger(__name__)
 
@@ -97,11 +97,7 @@ class OpenVinoWhisperAsr(AsrBackend):
             BadInput: A language other than English was asked of an English-only model.
         """
         duration = len(audio) / SAMPLE_RATE
-        if language and not self.multilingual and language != "en":
-            raise BadInput(
-                f"the model {Path(str(self.model_path)).name} is English-only; "
-                f"language {language!r} was asked for (use a multilingual model or --language en)"
-            )
+        check_language(self.model_path, self.multilingual, language)
         opts = self.options
         config: dict[str, Any] = {
             "num_beams": opts.beam_size,

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from tasks.asr import AsrBackend, group_spans, split_sentences
+from tasks.asr import AsrBackend, check_language, group_spans, split_sentences
 from tasks.backend import require_positive
 from tasks.transcript import Segment, SpeechSpan, Transcript, Word
 from voxflow.errors import BackendUnavailable, BadInput, ProfileError
@@ -112,11 +112,7 @@ class TransformersWhisperAsr(AsrBackend):
             BadInput: A language other than English was asked of an English-only model.
         """
         duration = len(audio) / SAMPLE_RATE
-        if language and not self.multilingual and language != "en":
-            raise BadInput(
-                f"the model {Path(str(self.model_path)).name} is English-only; "
-                f"language {language!r} was asked for (use a multilingual model or --language en)"
-            )
+        check_language(self.model_path, self.multilingual, language)
         windows = [
             piece
             for window in group_spans(spans, MAX_WINDOW_S)
