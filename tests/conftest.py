@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import string
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -102,6 +103,23 @@ def cli_env(prefect_api: str, guard_log: Path | None = None, **extra: str) -> di
     if guard_log is not None:
         env["VOXFLOW_NETGUARD_LOG"] = str(guard_log)
     return env
+
+
+def no_network_used(folder: Path) -> bool:
+    """Whether the child processes of a test logged no refused connection (see cli_env)."""
+    log = folder / "blocked.log"
+    return not log.exists() or log.read_text() == ""
+
+
+def normalise(text: str) -> str:
+    """Lower-case words without punctuation, single-spaced: the form WER is computed on."""
+    return " ".join(text.lower().translate(str.maketrans("", "", string.punctuation)).split())
+
+
+@pytest.fixture
+def env(prefect_api: str, tmp_path: Path) -> dict[str, str]:
+    """A `voxflow` child's environment: the session's server, guarded, logging to tmp_path."""
+    return cli_env(prefect_api, guard_log=tmp_path / "blocked.log")
 
 
 def run_cli(

@@ -3,20 +3,19 @@ picks backends by name and refuses bad profiles helpfully."""
 
 from __future__ import annotations
 
-import string
 from pathlib import Path
 
 import jiwer
 import numpy as np
 import pytest
 
+from conftest import SPEECH_TEXT, normalise
 from profiles import StageSpec, load_catalog
 from tasks.asr import AsrBackend, group_spans
 from tasks.asr.faster_whisper import FasterWhisperAsr, FasterWhisperOptions
 from tasks.media import SAMPLE_RATE, extract_audio, load_wav
 from tasks.registry import backend_class, load_backend, parse_options
 from tasks.transcript import SpeechSpan, Transcript
-from tests.conftest import SPEECH_TEXT
 from voxflow.errors import BackendUnavailable, BadInput, ProfileError
 
 # -- group_spans: VAD spans into Whisper's 30 s windows ----------------------------------------
@@ -64,10 +63,6 @@ def speech(speech_wav: Path, tmp_path_factory: pytest.TempPathFactory) -> np.nda
 @pytest.fixture(scope="module")
 def transcript(asr, speech) -> Transcript:
     return asr.transcribe(speech, [SpeechSpan(0.0, len(speech) / SAMPLE_RATE)], language=None)
-
-
-def normalise(text: str) -> str:
-    return " ".join(text.lower().translate(str.maketrans("", "", string.punctuation)).split())
 
 
 def test_the_profile_names_faster_whisper(asr):

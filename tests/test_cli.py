@@ -16,24 +16,10 @@ import jiwer
 import numpy as np
 import pytest
 
-from conftest import ROOT, SAMPLE, SPEECH_TEXT, cli_env, run_cli
+from conftest import ROOT, SAMPLE, SPEECH_TEXT, no_network_used, normalise, run_cli
 from tasks.media import extract_audio, load_wav
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def env(prefect_api, tmp_path):
-    return cli_env(prefect_api, guard_log=tmp_path / "blocked.log")
-
-
-def no_network_used(tmp_path: Path) -> bool:
-    log = tmp_path / "blocked.log"
-    return not log.exists() or log.read_text() == ""
-
-
-def normalise(text: str) -> str:
-    return " ".join(jiwer.RemovePunctuation()(text.lower()).split())
 
 
 def to_m4a(wav: Path, dest: Path) -> Path:

@@ -18,16 +18,12 @@ from prefect.client.schemas.filters import (
     FlowRunFilterId,
 )
 
-from conftest import SAMPLE
+from conftest import SAMPLE, normalise
 from flows.transcribe import transcribe
 from flows.warm_cache import warm_cache
 from voxflow.errors import ModelNotWarmed, WarmFailed
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
-
-
-def normalise(text: str) -> str:
-    return " ".join(jiwer.RemovePunctuation()(text.lower()).split())
 
 
 def wer(reference: str, hypothesis: str) -> float:

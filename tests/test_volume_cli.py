@@ -13,19 +13,9 @@ from pathlib import Path
 import pytest
 from hubserver import HubServer
 
-from conftest import ROOT, SAMPLE, cli_env, run_cli
+from conftest import ROOT, SAMPLE, cli_env, no_network_used, run_cli
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def env(prefect_api, tmp_path):
-    return cli_env(prefect_api, guard_log=tmp_path / "blocked.log")
-
-
-def no_network_used(tmp_path: Path) -> bool:
-    log = tmp_path / "blocked.log"
-    return not log.exists() or log.read_text() == ""
 
 
 @pytest.fixture(scope="module")
