@@ -12,9 +12,7 @@ export PYANNOTE_METRICS_ENABLED := 0
 .PHONY: install demo test lint bench lock clean
 
 $(VENV)/.installed: pyproject.toml requirements.lock
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --disable-pip-version-check -r requirements.lock
-	$(BIN)/pip install -q --disable-pip-version-check --no-deps -e .
+	scripts/install.sh $(VENV) $(PYTHON)
 	touch $@
 
 install: $(VENV)/.installed
