@@ -66,6 +66,15 @@ def _parser() -> argparse.ArgumentParser:
         metavar="STAGES",
         help="comma-separated stages the profile leaves off to warm too, e.g. diarize",
     )
+    p.add_argument(
+        "--mirror",
+        dest="mirrors",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="a folder (file://, s3://, any fsspec URL) holding <repo_id>/<file> to copy from "
+        "before each model's source; repeat to try several in order",
+    )
     p.set_defaults(run=_warm)
 
     p = sub.add_parser("verify", help="check the profile's warmed models against their manifests")
@@ -203,6 +212,7 @@ def _warm(args: argparse.Namespace) -> int:
         load_checks=not args.no_load_check,
         force=args.force,
         with_stages=[s.strip() for s in args.with_stages.split(",") if s.strip()],
+        mirrors=args.mirrors,
     )
     _table(rows, ["model", "status", "size_mb", "files", "load_check"])
     _out(f"model volume ready: {os.path.abspath(args.store)}")

@@ -24,6 +24,7 @@ def warm_cache(
     force: bool = False,
     with_stages: list[str] | None = None,
     store_block: str | None = None,
+    mirrors: list[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Warm every model the profile's enabled stages need, then load-check each stage offline.
 
@@ -36,6 +37,8 @@ def warm_cache(
             that switch diarization on).
         store_block: Name of a saved ModelStore block (mirrors, hub endpoint, token secret);
             when given, ``store`` is ignored.
+        mirrors: Folder URLs (file://, s3://, any fsspec URL) to try before each model's
+            source for this warm, as ``<mirror>/<repo_id>/<file>``; tried before the block's.
 
     Returns:
         One row per model: model, source, revision, size, files, status, load check.
@@ -49,6 +52,8 @@ def warm_cache(
         model_store = ModelStore.load(store_block)
     else:
         model_store = ModelStore(root=str(store or load_settings().store))
+    if mirrors:
+        model_store = model_store.model_copy(update={"mirrors": [*mirrors, *model_store.mirrors]})
     specs = [catalog[name] for name in chosen.models()]
     outcomes = warm_model.map(unmapped(model_store), specs, force=unmapped(force)).result()
 

