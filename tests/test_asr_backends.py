@@ -20,7 +20,7 @@ from tasks.loadcheck import run_load_check
 from tasks.media import SAMPLE_RATE, extract_audio, load_wav
 from tasks.preflight import preflight
 from tasks.registry import backend_class, load_backend, parse_options, resolve, unavailable_reason
-from tasks.transcript import SpeechSpan, Transcript
+from tasks.transcript import SpeechSpan, Transcript, Word
 from tests.tiny_models import build_tiny_whisper
 from voxflow.errors import BackendUnavailable, BadInput, ModelNotWarmed, ProfileError
 
@@ -126,6 +126,73 @@ def test_segment_timestamps_only_when_word_timing_is_off(tiny_source, speech):
 
     assert all(seg.words == () for seg in transcript.segments)
     assert_well_formed(transcript, SECONDS, [SpeechSpan(0.0, SECONDS)])
+
+
+@pytest.fixture(scope="module")
+def confident_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model with its decoder's output sharpened, so greedy tokens are likely ones."""
+    from transformers import WhisperForConditionalGeneration
+
+    folder = build_tiny_whisper(tmp_path_factory.mktemp("confident-whisper"), seed=3)
+    model = WhisperForConditionalGeneration.from_pretrained(folder)
+    model.model.decoder.layer_norm.weight.data *= 40
+    model.save_pretrained(folder)
+    return folder
+
+
+def test_word_probabilities_come_from_the_model(confident_source, speech):
+    asr = TransformersWhisperAsr(
+        confident_source, TransformersWhisperOptions(beam_size=1, batch_size=1)
+    )
+    transcript = asr.transcribe(speech, [SpeechSpan(0.0, SECONDS)], language="en")
+    probabilities = [w.probability for seg in transcript.segments for w in seg.words]
+
+    assert probabilities, "the sharpened model decodes some words"
+    assert all(0.0 <= p <= 1.0 for p in probabilities), probabilities
+    assert max(probabilities) > 0.5, "a confident model gives likely words high probability"
+    assert len(set(probabilities)) > 1, "one probability per word, not a constant"
+
+
+def test_word_probability_is_the_mean_of_its_tokens_as_generate_scores_them(
+    confident_source, speech
+):
+    """Whisper's definition (openai-whisper, faster-whisper): each text token's probability
+    given the audio, the no-timestamps prompt and the tokens before it, averaged per word.
+    Greedy decoding by the library's own generate() scores exactly those tokens."""
+    import torch
+
+    asr = TransformersWhisperAsr(
+        confident_source, TransformersWhisperOptions(beam_size=1, batch_size=2)
+    )
+    features = asr.processor.feature_extractor(
+        speech, sampling_rate=SAMPLE_RATE, return_tensors="pt"
+    ).input_features
+    with torch.inference_mode():
+        out = asr.model.generate(
+            features,
+            num_beams=1,
+            do_sample=False,
+            max_new_tokens=12,
+            return_dict_in_generate=True,
+            output_logits=True,
+        )
+    tokens = out.sequences[0, -len(out.logits) :].tolist()
+    probs = [
+        float(torch.softmax(s[0].float(), -1)[t]) for s, t in zip(out.logits, tokens, strict=True)
+    ]
+    assert max(probs) > 0.5, "the sharpened model is confident"
+    tokenizer = asr.processor.tokenizer
+    # one "word" per token; and two-token words over the first 8 (a shorter row, padded)
+    texts = [tokenizer.decode([t]) for t in tokens]
+    assert [tokenizer.encode(x, add_special_tokens=False) for x in texts] == [[t] for t in tokens]
+    words = [Word(0.0, 1.0, x) for x in texts]
+    pairs = [Word(0.0, 1.0, tokenizer.decode(tokens[i : i + 2])) for i in range(0, 8, 2)]
+
+    scored, paired = asr._with_probabilities([speech, speech], [words, pairs], "en")
+
+    assert [w.probability for w in scored] == pytest.approx(probs, abs=1e-4)
+    expected = [np.mean(probs[i : i + 2]) for i in range(0, 8, 2)]
+    assert [w.probability for w in paired] == pytest.approx(expected, abs=1e-4)
 
 
 def test_no_speech_gives_an_empty_transcript(tiny_source, speech):

@@ -4,13 +4,13 @@ The snapshot is a ``save_pretrained`` folder (``config.json``, ``generation_conf
 safetensors weights, tokenizer and feature-extractor files). Word timings come from the ASR
 pipeline's ``return_timestamps="word"`` (cross-attention alignment heads + DTW, so the
 model's ``generation_config.json`` must list ``alignment_heads``, as the openai/whisper-*
-snapshots do).
+snapshots do); word probabilities from one teacher-forced pass over each window's text.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -140,12 +140,73 @@ class TransformersWhisperAsr(AsrBackend):
             return_timestamps="word" if opts.word_timestamps else True,
             generate_kwargs=generate,
         )
+        per_window = [
+            _words(w, r) if opts.word_timestamps else []
+            for w, r in zip(windows, results, strict=True)
+        ]
+        if any(per_window):
+            per_window = self._with_probabilities(clips, per_window, language)
         segments: list[Segment] = []
-        for window, result in zip(windows, results, strict=True):
-            segments.extend(_segments(window, result, opts.word_timestamps))
+        for window, result, words in zip(windows, results, per_window, strict=True):
+            segments.extend(_segments(window, result, words, opts.word_timestamps))
             log.info("asr: %.0f / %.0f s", window.end, duration)
         segments.sort(key=lambda s: s.start)
         return Transcript(language=language, duration=duration, segments=tuple(segments))
+
+    def _with_probabilities(
+        self, clips: list[np.ndarray], per_window: list[list[Word]], language: str
+    ) -> list[list[Word]]:
+        """Each word's probability: the mean probability of its tokens, as Whisper reports it.
+
+        The pipeline returns no scores, so each window's transcript is scored again in one
+        teacher-forced pass (encoder plus one decoder step for the whole text, batched): the
+        probability of every token given the audio and the tokens before it.
+        """
+        import torch
+
+        tokenizer = self.processor.tokenizer
+        prefix = self._prompt(language)
+        out: list[list[Word]] = []
+        for first in range(0, len(clips), self.options.batch_size):
+            batch = range(first, min(first + self.options.batch_size, len(clips)))
+            pieces = [
+                [tokenizer.encode(w.text, add_special_tokens=False) or [] for w in per_window[i]]
+                for i in batch
+            ]
+            rows = [prefix + [t for ids in word_ids for t in ids] for word_ids in pieces]
+            width = max(len(r) for r in rows)
+            pad = self.model.generation_config.eos_token_id
+            decoder = torch.tensor([r + [pad] * (width - len(r)) for r in rows])
+            features = self.processor.feature_extractor(
+                [clips[i] for i in batch], sampling_rate=SAMPLE_RATE, return_tensors="pt"
+            ).input_features
+            with torch.inference_mode():
+                logits = self.model(
+                    input_features=features.to(self.model.device, dtype=self.model.dtype),
+                    decoder_input_ids=decoder.to(self.model.device),
+                ).logits.float()
+            # logits at position t predict the token at t + 1
+            chosen = (
+                logits[:, :-1].log_softmax(-1).gather(-1, decoder[:, 1:, None].to(logits.device))
+            )
+            probs = chosen[..., 0].exp().cpu().numpy()
+            for row, i, word_ids in zip(range(len(rows)), batch, pieces, strict=True):
+                at = len(prefix) - 1
+                words = []
+                for word, ids in zip(per_window[i], word_ids, strict=True):
+                    p = float(probs[row, at : at + len(ids)].mean()) if ids else 0.0
+                    words.append(replace(word, probability=round(p, 4)))
+                    at += len(ids)
+                out.append(words)
+        return out
+
+    def _prompt(self, language: str) -> list[int]:
+        """The decoder prompt of a transcription without timestamps, as token ids."""
+        generation = self.model.generation_config
+        ids = [generation.decoder_start_token_id]
+        if self.multilingual:
+            ids += [generation.lang_to_id[f"<|{language}|>"], generation.task_to_id["transcribe"]]
+        return ids + [generation.no_timestamps_token_id]
 
     def _detect_language(self, clip: np.ndarray) -> str:
         import torch
@@ -170,42 +231,50 @@ def _pieces(window: SpeechSpan, duration: float) -> list[SpeechSpan]:
     return pieces
 
 
-def _segments(window: SpeechSpan, result: dict[str, Any], word_level: bool) -> list[Segment]:
-    """Segments of one window's pipeline result, timed from the start of the audio.
+def _clamp(window: SpeechSpan, t: float | None, fallback: float) -> float:
+    """A pipeline time (from the window's start, maybe open or past the window) in the audio.
 
     The pipeline times chunks from the window's start, and may leave an end open or (for an
     untrained or confused model) run past the window, so times are clamped into it.
     """
+    value = fallback if t is None else window.start + float(t)
+    return round(min(max(value, window.start), window.end), 3)
 
-    def clamp(t: float | None, fallback: float) -> float:
-        value = fallback if t is None else window.start + float(t)
-        return round(min(max(value, window.start), window.end), 3)
 
-    chunks = result.get("chunks") or []
+def _words(window: SpeechSpan, result: dict[str, Any]) -> list[Word]:
+    """The words of one window's word-level pipeline result, timed from the start of the audio."""
+    words = []
+    for chunk in result.get("chunks") or []:
+        if not chunk["text"].strip():
+            continue
+        start, end = chunk["timestamp"]
+        begin = _clamp(window, start, window.start)
+        end = max(begin, _clamp(window, end, window.end))
+        words.append(Word(start=begin, end=end, text=chunk["text"]))
+    return words
+
+
+def _segments(
+    window: SpeechSpan, result: dict[str, Any], words: list[Word], word_level: bool
+) -> list[Segment]:
+    """Segments of one window: its words split into sentences, or the pipeline's chunks."""
     if not word_level:
         out = []
+        chunks = result.get("chunks") or []
         for chunk in chunks:
             start, end = chunk["timestamp"]
             text = chunk["text"].strip()
             if text:
                 out.append(
                     Segment(
-                        start=clamp(start, window.start),
-                        end=clamp(end, window.end),
+                        start=_clamp(window, start, window.start),
+                        end=_clamp(window, end, window.end),
                         text=text,
                     )
                 )
         if not chunks and result.get("text", "").strip():
             out.append(Segment(window.start, window.end, result["text"].strip()))
         return out
-
-    words = []
-    for chunk in chunks:
-        if not chunk["text"].strip():
-            continue
-        start, end = chunk["timestamp"]
-        begin = clamp(start, window.start)
-        words.append(Word(start=begin, end=max(begin, clamp(end, window.end)), text=chunk["text"]))
     if not words:
         return []
     # One segment per window, split after each sentence, as the faster-whisper backend does.
