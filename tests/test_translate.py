@@ -135,6 +135,7 @@ CASES = [
     ("tiny-nllb", "transformers", "nllb", ("eng", "fra_Latn")),
     ("tiny-nllb-ct2-int8", "ctranslate2", "nllb", ("en", "fr")),
     ("tiny-m2m100", "transformers", "m2m100", ("en", "fr")),
+    ("tiny-m2m100-ct2-int8", "ctranslate2", "m2m100", ("eng", "fr")),
 ]
 
 

@@ -197,14 +197,45 @@ TOKENIZER_FILES = (
 def convert_ct2(source: Path, dest: Path, quantization: str = "int8") -> Path:
     """Convert with CTranslate2's own converter; copy the tokenizer files beside the model."""
     import ctranslate2
+    from ctranslate2.converters import transformers as loaders
 
-    ctranslate2.converters.TransformersConverter(str(source)).convert(
-        str(dest), quantization=quantization, force=True
-    )
+    m2m100 = loaders._MODEL_LOADERS["M2M100Config"]
+    loaders._MODEL_LOADERS["M2M100Config"] = _M2M100Vocabulary()
+    try:
+        ctranslate2.converters.TransformersConverter(str(source)).convert(
+            str(dest), quantization=quantization, force=True
+        )
+    finally:
+        loaders._MODEL_LOADERS["M2M100Config"] = m2m100
     for name in TOKENIZER_FILES:
         if (source / name).is_file():
             shutil.copy(source / name, dest / name)
     return dest
+
+
+def _M2M100Vocabulary():  # noqa: N802 (a class made on first use: ctranslate2 imports late)
+    """CTranslate2 4.x's M2M100 loader with the vocabulary transformers 5 tokenizers give.
+
+    The loader appends a tokenizer's language tokens from
+    ``special_tokens_map["additional_special_tokens"]``, which transformers 5 no longer fills:
+    an M2M100 model then converts with 100 tokens missing ("Source vocabulary 0 has size 208
+    but the model expected 308"). NLLB's tokenizer lists its codes in its vocabulary, so it
+    converts either way. This adds the tokens that have ids but are not in ``get_vocab()``.
+    """
+    from ctranslate2.converters.transformers import M2M100Loader
+
+    class Loader(M2M100Loader):
+        def get_vocabulary(self, model, tokenizer):
+            tokens = [t for t, _ in sorted(tokenizer.get_vocab().items(), key=lambda x: x[1])]
+            if tokens[-1] == tokenizer.unk_token:  # CTranslate2 issue 1039, as the loader does
+                tokens.insert(tokenizer.unk_token_id, tokens.pop())
+            languages = getattr(tokenizer, "lang_code_to_token", {}).values()
+            extra = sorted(set(languages) - set(tokens), key=tokenizer.convert_tokens_to_ids)
+            tokens += extra
+            tokens += [f"madeupword{i}" for i in range(model.config.vocab_size - len(tokens))]
+            return tokens
+
+    return Loader()
 
 
 def files(folder: Path) -> list[str]:
@@ -220,6 +251,7 @@ CATALOG = {
     "tiny-nllb": ("nllb", "transformers"),
     "tiny-nllb-ct2-int8": ("nllb-ct2-int8", "ctranslate2"),
     "tiny-m2m100": ("m2m100", "transformers"),
+    "tiny-m2m100-ct2-int8": ("m2m100-ct2-int8", "ctranslate2"),
 }
 
 
@@ -237,6 +269,7 @@ def build_all(root: Path) -> dict[str, Path]:
         build_nllb(root / "nllb")
         convert_ct2(root / "nllb", root / "nllb-ct2-int8")
         build_m2m100(root / "m2m100")
+        convert_ct2(root / "m2m100", root / "m2m100-ct2-int8")
         done.touch()
     return {name: root / folder for name, (folder, _) in CATALOG.items()}
 
