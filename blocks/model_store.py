@@ -23,6 +23,7 @@ nothing relative with ``..``, nothing absolute, and snapshot links must land in 
 
 from __future__ import annotations
 
+import contextvars
 import errno
 import hashlib
 import json
@@ -607,7 +608,12 @@ class ModelStore(Block):
         if not plan:
             return {}
         with ThreadPoolExecutor(max_workers=min(self.max_workers, len(plan))) as pool:
-            futures = {file: pool.submit(one, file, cands) for file, cands in plan}
+            # Each fetch runs in a copy of this context, so its log lines (progress callbacks
+            # included) stay attributed to the caller, e.g. the Prefect task run that warms.
+            futures = {
+                file: pool.submit(contextvars.copy_context().run, one, file, cands)
+                for file, cands in plan
+            }
             try:
                 return {file: future.result() for file, future in futures.items()}
             except BaseException:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 import wave
 from pathlib import Path
 
@@ -62,6 +63,30 @@ def test_warm_cache_artifact_can_be_read_back(tmp_path):
     artifact = read_artifact("model-cache-cpu")
     assert artifact is not None and artifact.type == "table"
     assert "faster-whisper-tiny.en" in json.dumps(artifact.data)
+
+
+def test_warm_progress_lines_reach_the_task_runs_log(tmp_path, recwarn, caplog):
+    """Files are fetched on a thread pool; their lines still belong to the warm task's run."""
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    caplog.set_level(logging.INFO, logger="tasks")  # as the voxflow command sets it
+
+    state = warm_cache(
+        profile="cpu", store=str(tmp_path / "models"), load_checks=False, return_state=True
+    )
+    assert state.is_completed()
+
+    run_logs = LogFilter(flow_run_id=LogFilterFlowRunId(any_=[state.state_details.flow_run_id]))
+    copied = []
+    with get_client(sync_client=True) as client:
+        for _ in range(40):  # logs reach the API in batches, a moment after the run
+            logs = client.read_logs(log_filter=run_logs, limit=200)
+            copied = [log for log in logs if "copied model.bin" in log.message]
+            if copied:
+                break
+            time.sleep(0.25)
+    assert copied and all(log.task_run_id for log in copied), [(l.name, l.message[:60]) for l in logs]
+    assert not [w for w in recwarn if "without a flow run id" in str(w.message)]
 
 
 def test_transcribe_writes_every_format_and_a_run_record(sample_run):
