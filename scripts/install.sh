@@ -24,7 +24,9 @@ if [ "$free_gb" -lt "$need_gb" ]; then
   exit 2
 fi
 
-pip=("$venv/bin/pip" install -q --no-cache-dir --disable-pip-version-check)
+# -qq: errors only (a pip configured with extra local indexes warns once per package).
+pip=("$venv/bin/pip" install -qq --no-cache-dir --disable-pip-version-check)
+echo "installing the locked dependencies into $venv (a few minutes the first time)"
 "$python" -m venv "$venv"
 "${pip[@]}" -c "$lock" torch torchaudio torchcodec
 "${pip[@]}" -r "$lock"
