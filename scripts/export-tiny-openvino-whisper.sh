@@ -13,7 +13,7 @@ out=${1:?usage: $0 OUTPUT_DIR}
 python=${PYTHON:-.venv/bin/python}
 deps=${EXPORT_DEPS:-/tmp/voxflow-ov-export-deps}
 if [ ! -d "$deps/optimum/intel" ]; then
-  "$python" -m pip install -q --no-cache-dir --no-deps --target "$deps" \
+  "$python" -m pip install -qq --no-cache-dir --no-deps --target "$deps" \
     "transformers==4.57.6" "tokenizers==0.22.1" "huggingface-hub==0.36.2" "optimum==2.3.0" \
     "optimum-intel==2.2.0"
 fi
