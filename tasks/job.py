@@ -9,18 +9,22 @@ run killed mid-flow resumes at the first stage without a record.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
 import os
+import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from tasks.media import check_media_path, content_hash
+from voxflow.errors import OutputFull
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +124,8 @@ def run_stage(
             log.info("%s: cached (key %s), skipping", stage, key)
             return StageResult(stage, key, record["result"], record["seconds"], cached=True)
     started = time.perf_counter()
-    result = compute()
+    with room_for(job, f"the {stage} stage"):
+        result = compute()
     seconds = round(time.perf_counter() - started, 3)
     record = {
         "stage": stage,
@@ -132,7 +137,30 @@ def run_stage(
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     tmp = record_file.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=1, default=str))
+    with room_for(job, f"the {stage} stage's record"):
+        tmp.write_text(json.dumps(record, indent=1, default=str))
     os.replace(tmp, record_file)
     log.info("%s: done in %.2f s", stage, seconds)
     return StageResult(stage, key, result, seconds, cached=False)
+
+
+@contextmanager
+def room_for(job: Job, doing: str) -> Iterator[None]:
+    """Turn a full disk under the job directory into :class:`OutputFull`, saying what to do.
+
+    Args:
+        job: The job whose directory is being written.
+        doing: What is being written, for the message (``the asr stage``).
+    """
+    try:
+        yield
+    except OutputFull:
+        raise
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        try:
+            free = shutil.disk_usage(job.path).free
+        except OSError:
+            free = 0
+        raise OutputFull(job.directory, doing, free) from e

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from profiles import Profile
-from tasks.job import Job, StageResult
+from tasks.job import Job, StageResult, room_for
 from tasks.preflight import ReadyStage
 from voxflow import __version__
 
@@ -53,7 +53,8 @@ def write_run_record(
     }
     path = job.path / "run.json"
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=1))
+    with room_for(job, "run.json"):
+        tmp.write_text(json.dumps(record, indent=1))
     os.replace(tmp, path)
     return record
 

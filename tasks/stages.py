@@ -20,7 +20,7 @@ from blocks.model_store import ModelStore
 from profiles import Profile, StageSpec
 from tasks.diarize import Diarization, SpeakerCount
 from tasks.diarize.assign import assign_speakers
-from tasks.job import Job, StageResult, open_job, run_stage
+from tasks.job import Job, StageResult, open_job, room_for, run_stage
 from tasks.media import SAMPLE_RATE, extract_audio, load_wav
 from tasks.preflight import ReadyStage, preflight
 from tasks.registry import load_backend
@@ -207,7 +207,8 @@ def diarize_speakers(
 @task(name="write", cache_policy=NONE)
 def write_subtitles(job: Job, transcript: StageResult, formats: tuple[str, ...]) -> dict[str, str]:
     """subtitles: ``<stem>.<fmt>`` for each requested format."""
-    paths = write_outputs(
-        Transcript.load(Path(transcript.result["path"])), job.path, job.stem, formats
-    )
+    with room_for(job, "the subtitles"):
+        paths = write_outputs(
+            Transcript.load(Path(transcript.result["path"])), job.path, job.stem, formats
+        )
     return {fmt: str(p) for fmt, p in paths.items()}

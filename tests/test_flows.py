@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import subprocess
 import time
 import wave
 from pathlib import Path
@@ -18,11 +19,12 @@ from prefect.client.schemas.filters import (
     FlowRunFilter,
     FlowRunFilterId,
 )
+from test_store_faults import can_mount, mount
 
 from conftest import SAMPLE, normalise
 from flows.transcribe import transcribe
 from flows.warm_cache import warm_cache
-from voxflow.errors import ModelNotWarmed, WarmFailed
+from voxflow.errors import ModelNotWarmed, OutputFull, WarmFailed
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
@@ -85,7 +87,9 @@ def test_warm_progress_lines_reach_the_task_runs_log(tmp_path, recwarn, caplog):
             if copied:
                 break
             time.sleep(0.25)
-    assert copied and all(log.task_run_id for log in copied), [(l.name, l.message[:60]) for l in logs]
+    assert copied and all(log.task_run_id for log in copied), [
+        (line.name, line.message[:60]) for line in logs
+    ]
     assert not [w for w in recwarn if "without a flow run id" in str(w.message)]
 
 
@@ -179,6 +183,29 @@ def test_silent_audio_gives_an_empty_transcript_and_a_warning(warm_store, tmp_pa
     assert "no speech found" in caplog.text
     assert Path(record["outputs"]["txt"]).read_text().strip() == ""
     assert json.loads(Path(record["outputs"]["json"]).read_text())["segments"] == []
+
+
+def test_a_full_output_disk_fails_clearly_and_the_run_finishes_once_there_is_room(
+    warm_store, tmp_path
+):
+    if not can_mount(tmp_path):
+        pytest.skip("mount is not permitted here")
+    out = tmp_path / "out"
+    out.mkdir()
+    mount("-t", "tmpfs", "-o", "size=300k", "tmpfs", str(out))  # less than the 27 s of audio
+    try:
+        with pytest.raises(OutputFull) as error:
+            transcribe(str(SAMPLE), profile="cpu", store=warm_store.root, output_dir=str(out))
+        message = str(error.value)
+        assert f"no space left on the disk of {out}/sample-" in message
+        assert "while writing the extract stage" in message and "MB free" in message
+        assert "choose another output folder (--output)" in message
+
+        mount("-o", "remount,size=20m", str(out))
+        record = transcribe(str(SAMPLE), profile="cpu", store=warm_store.root, output_dir=str(out))
+        assert Path(record["outputs"]["srt"]).read_text().strip()
+    finally:
+        subprocess.run(["umount", str(out)], check=True)
 
 
 def test_warm_fails_when_a_cached_model_does_not_load(tmp_path):

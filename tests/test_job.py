@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import json
 from pathlib import Path
 
 import pytest
 
-from tasks.job import Job, open_job, run_stage, stage_key
+from tasks.job import Job, open_job, room_for, run_stage, stage_key
 from tasks.media import content_hash
-from voxflow.errors import MediaNotFound
+from voxflow.errors import MediaNotFound, OutputFull
 
 CONFIG = {"backend": "silero", "threshold": 0.5, "model": {"revision": "1.2.1"}}
 
@@ -178,3 +179,24 @@ def test_the_stage_key_is_stable_and_ignores_config_key_order(job):
 
     assert stage_key(job, "vad", CONFIG, "u") == stage_key(job, "vad", reordered, "u")
     assert stage_key(job, "vad", CONFIG, "u") != stage_key(job, "asr", CONFIG, "u")
+
+
+def test_a_full_disk_in_a_stage_is_output_full_and_leaves_no_record(tmp_path):
+    media = tmp_path / "a.wav"
+    media.write_bytes(b"RIFF....")
+    job = open_job(media, tmp_path / "out")
+
+    def compute():
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(OutputFull, match=r"while writing the asr stage \(\d+\.\d MB free\)"):
+        run_stage(job, "asr", {}, None, compute)
+    assert not job.stage_file("asr").exists()
+
+
+def test_other_os_errors_pass_through_room_for(tmp_path):
+    media = tmp_path / "a.wav"
+    media.write_bytes(b"RIFF....")
+    job = open_job(media, tmp_path / "out")
+    with pytest.raises(PermissionError), room_for(job, "the asr stage"):
+        raise PermissionError(errno.EACCES, "Permission denied")

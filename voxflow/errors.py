@@ -180,6 +180,33 @@ class StoreFull(VoxflowError, OSError):
         return self.args[0]
 
 
+class OutputFull(VoxflowError, OSError):
+    """The disk of a job directory ran out of space (ENOSPC, or a quota) mid-run.
+
+    Nothing finished is lost: a stage's record is written only after its outputs, so the same
+    command run again skips the stages that completed.
+
+    Attributes:
+        directory: The job directory.
+        doing: What was being written, e.g. ``the asr stage``.
+        free: Bytes free on that disk when the write failed.
+    """
+
+    def __init__(self, directory: str, doing: str, free: int) -> None:
+        self.directory = str(directory)
+        self.doing = doing
+        self.free = free
+        super().__init__(
+            f"no space left on the disk of {self.directory} while writing {doing} "
+            f"({free / 1e6:.1f} MB free); free some space or choose another output folder "
+            "(--output), then run the same command again: finished stages are kept"
+        )
+        self.errno = errno.ENOSPC
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
 class WarmFailed(VoxflowError):
     """Some model could not be warmed, or a stage did not load offline."""
 

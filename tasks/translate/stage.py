@@ -18,7 +18,7 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from profiles import StageSpec
-from tasks.job import Job, StageResult, run_stage
+from tasks.job import Job, StageResult, room_for, run_stage
 from tasks.preflight import ReadyStage
 from tasks.registry import load_backend
 from tasks.subtitles import write_outputs
@@ -144,7 +144,8 @@ def write_translation(
 ) -> dict[str, str]:
     """subtitles: ``<stem>.<lang>.<fmt>`` for each requested format."""
     transcript = Transcript.load(Path(translated.result["path"]))
-    paths = write_outputs(transcript, job.path, f"{job.stem}.{transcript.language}", formats)
+    with room_for(job, f"the {transcript.language} subtitles"):
+        paths = write_outputs(transcript, job.path, f"{job.stem}.{transcript.language}", formats)
     return {fmt: str(p) for fmt, p in paths.items()}
 
 
@@ -174,7 +175,8 @@ def record_translations(
     }
     path = job.path / "run.json"
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=1))
+    with room_for(job, "run.json"):
+        tmp.write_text(json.dumps(record, indent=1))
     os.replace(tmp, path)
     return record
 
