@@ -99,8 +99,14 @@ class ModelNotWarmed(VoxflowError, FileNotFoundError):
         self.path = str(path)
         self.detail = detail
         self.command = command
+        names = model.split(", ")  # preflight reports every cold model at once
+        which = (
+            f"model {model!r} is"
+            if len(names) == 1
+            else f"models {', '.join(repr(n) for n in names)} are"
+        )
         super().__init__(
-            f"model {model!r} is not warmed in {self.path}: {detail}; run `{command}`"
+            f"{which} not warmed in {self.path}: {detail}; run `{command}`"
             + (f" {hint}" if hint else "")
         )
 
