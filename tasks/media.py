@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from voxflow.errors import MediaNotFound, NoAudioStream, NotMedia
+from voxflow.errors import BadInput, MediaNotFound, NoAudioStream, NotMedia
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +42,15 @@ class AudioInfo:
 def check_media_path(media: str | os.PathLike[str]) -> Path:
     """Return the media path if it is an existing file, else raise MediaNotFound."""
     path = Path(media)
+    if path.is_dir():
+        raise BadInput(
+            f"{path} is a folder; expected an audio or video file (pass its files, e.g. "
+            f"`voxflow transcribe {path}/*.mp4`, or let the inbox flow watch it)"
+        )
     if not path.is_file():
         raise MediaNotFound(str(path))
+    if path.stat().st_size == 0:
+        raise NotMedia(str(path), "the file is empty: 0 bytes")
     return path
 
 
@@ -62,7 +69,7 @@ def _open_container(path: Path):
     try:
         return av.open(str(path), mode="r")
     except av.FFmpegError as e:
-        raise NotMedia(str(path), str(e)) from e
+        raise NotMedia(str(path), f"ffmpeg says: {e.strerror or e}") from e
 
 
 def extract_audio(

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tasks.media import SAMPLE_RATE, content_hash, extract_audio, load_wav
-from voxflow.errors import MediaNotFound, NoAudioStream, NotMedia
+from voxflow.errors import BadInput, MediaNotFound, NoAudioStream, NotMedia
 
 SECONDS = 2.0
 
@@ -226,5 +226,14 @@ def test_a_missing_file_is_media_not_found_and_a_file_not_found_error(tmp_path):
 
 
 def test_a_directory_is_not_a_media_file(tmp_path):
-    with pytest.raises(MediaNotFound):
+    with pytest.raises(BadInput, match=r"is a folder; expected an audio or video file"):
         extract_audio(tmp_path, tmp_path / "audio.wav")
+
+
+def test_an_empty_file_is_not_media_and_says_so(tmp_path):
+    empty = tmp_path / "talk.mp4"
+    empty.touch()
+    with pytest.raises(
+        NotMedia, match=r"talk.mp4 is not a media file .*\(the file is empty: 0 bytes\)"
+    ):
+        extract_audio(empty, tmp_path / "audio.wav")
