@@ -86,7 +86,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("media", nargs="+", help="audio or video files")
     common(p)
     p.add_argument(
-        "--language", default=None, help="spoken language (ISO 639-1); detected when omitted"
+        "--language",
+        default=None,
+        help="spoken language: a code (fr, fra) or a name (French); detected when omitted",
     )
     p.add_argument(
         "--format",

@@ -13,6 +13,7 @@ from prefect.runtime import flow_run
 from blocks.model_store import ModelStore
 from flows.runtime import OnColdCache, gpu_slot, ready_or_warm
 from profiles import load_profile, resolve_profile
+from tasks.asr import speech_language
 from tasks.diarize import SpeakerCount, with_diarization
 from tasks.report import transcript_preview, write_run_record
 from tasks.stages import (
@@ -50,7 +51,8 @@ def transcribe(
     Args:
         media: Path to an audio or video file the worker can read.
         profile: Hardware profile (cpu, cuda, mlx, openvino) or auto to pick by hardware.
-        language: Spoken language (ISO 639-1); detected when empty.
+        language: Spoken language: ISO 639-1 (fr), ISO 639-3 (fra), NLLB (fra_Latn) or its
+            English name (French); detected when empty.
         formats: Output formats among srt, vtt, json, txt (all when empty).
         output_dir: Where job directories go ($VOXFLOW_OUTPUT or ./output when empty).
         store: Model volume root ($VOXFLOW_STORE or ./models when empty).
@@ -70,6 +72,7 @@ def transcribe(
     """
     started = time.perf_counter()
     settings = load_settings()
+    language = speech_language(language)  # a bad code fails here, before any work
     count = SpeakerCount(speakers, min_speakers, max_speakers)
     chosen = with_diarization(load_profile(resolve_profile(profile)), diarize, count)
     if separate is not None:  # the run's choice wins over the profile's default

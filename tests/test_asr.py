@@ -11,7 +11,7 @@ import pytest
 
 from conftest import SPEECH_TEXT, normalise
 from profiles import StageSpec, load_catalog
-from tasks.asr import AsrBackend, group_spans
+from tasks.asr import AsrBackend, group_spans, speech_language
 from tasks.asr.faster_whisper import FasterWhisperAsr, FasterWhisperOptions
 from tasks.media import SAMPLE_RATE, extract_audio, load_wav
 from tasks.registry import backend_class, load_backend, parse_options
@@ -110,7 +110,34 @@ def test_asking_an_english_only_model_for_french_is_refused(asr, speech):
         asr.transcribe(speech, [SpeechSpan(0.0, 1.0)], language="fr")
 
     assert "'fr'" in str(e.value)
+    assert "faster-whisper-tiny.en" in str(e.value), "named by the model, not its snapshot id"
     assert e.value.exit_code == 2
+
+
+@pytest.mark.parametrize(
+    ("given", "code"),
+    [
+        ("fr", "fr"),
+        ("FRA", "fr"),
+        ("fre", "fr"),
+        ("fra_Latn", "fr"),
+        ("fr-CA", "fr"),
+        ("French", "fr"),
+        ("english", "en"),
+        ("zh-Hant", "zh"),
+        ("jv", "jw"),  # Whisper's own code for Javanese
+        ("", None),
+        (None, None),
+    ],
+)
+def test_spoken_language_is_accepted_in_every_common_form(given, code):
+    assert speech_language(given) == code
+
+
+@pytest.mark.parametrize("given", ["xx", "ast", "Klingon", "f r"])
+def test_a_language_whisper_does_not_know_is_refused_saying_what_it_knows(given):
+    with pytest.raises(BadInput, match=r"not a language code|recognise 100 languages"):
+        speech_language(given)
 
 
 def test_asking_it_for_english_explicitly_works(asr):

@@ -24,7 +24,7 @@ from test_store_faults import can_mount, mount
 from conftest import SAMPLE, normalise
 from flows.transcribe import transcribe
 from flows.warm_cache import warm_cache
-from voxflow.errors import ModelNotWarmed, OutputFull, WarmFailed
+from voxflow.errors import BadInput, ModelNotWarmed, OutputFull, WarmFailed
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
@@ -167,6 +167,18 @@ def test_cold_store_fails_at_preflight_naming_models_and_command(tmp_path):
     assert "faster-whisper-tiny.en" in message and "silero-vad-v6" in message
     assert "voxflow warm --profile cpu" in message
     assert not (tmp_path / "out").exists()  # nothing was started
+
+
+def test_a_language_whisper_does_not_know_is_refused_before_any_work(warm_store, tmp_path):
+    with pytest.raises(BadInput, match="does not know the language 'xx'"):
+        transcribe(
+            str(SAMPLE),
+            profile="cpu",
+            language="xx",
+            store=warm_store.root,
+            output_dir=str(tmp_path / "out"),
+        )
+    assert not (tmp_path / "out").exists()
 
 
 def test_silent_audio_gives_an_empty_transcript_and_a_warning(warm_store, tmp_path, caplog):

@@ -11,7 +11,15 @@ from tasks.backend import Backend
 from tasks.transcript import Segment, SpeechSpan, Transcript, Word
 from voxflow.errors import BadInput
 
-__all__ = ["AsrBackend", "check_language", "group_spans", "split_sentences"]
+__all__ = [
+    "WHISPER_LANGUAGES",
+    "AsrBackend",
+    "check_language",
+    "group_spans",
+    "model_label",
+    "speech_language",
+    "split_sentences",
+]
 
 
 class AsrBackend(Backend):
@@ -72,6 +80,42 @@ def _from_words(words: list[Word], speaker: str | None) -> Segment:
     )
 
 
+# The languages Whisper was trained on, by the codes its tokenizer uses (``jw`` for Javanese,
+# ``haw``, ``yue`` without an ISO 639-1 code).
+WHISPER_LANGUAGES = frozenset(
+    "af am ar as az ba be bg bn bo br bs ca cs cy da de el en es et eu fa fi fo fr gl gu ha haw "
+    "he hi hr ht hu hy id is it ja jw ka kk km kn ko la lb ln lo lt lv mg mi mk ml mn mr ms mt "
+    "my ne nl nn no oc pa pl ps pt ro ru sa sd si sk sl sn so sq sr su sv sw ta te tg th tk tl "
+    "tr tt uk ur uz vi yi yo yue zh".split()
+)
+
+
+def speech_language(language: str | None) -> str | None:
+    """The Whisper code for the language a user named; None (detect it) when empty.
+
+    Accepts what the translation stage accepts: ISO 639-1 or 639-3 codes in any case, NLLB
+    codes, tags with a region, English names (``fr``, ``FRA``, ``fra_Latn``, ``fr-CA``,
+    ``French``).
+
+    Raises:
+        BadInput: The text names no language, or one Whisper does not know.
+    """
+    from tasks.translate.languages import lookup
+
+    if not (language or "").strip():
+        return None
+    found = lookup(language)
+    base = found.code.split("-")[0]  # Whisper has one Chinese: zh-Hant is zh
+    code = {"jv": "jw"}.get(base, base)
+    if code not in WHISPER_LANGUAGES:
+        raise BadInput(
+            f"speech recognition does not know the language {language!r}: Whisper models "
+            f"recognise {len(WHISPER_LANGUAGES)} languages by ISO 639-1 code, e.g. en, fr, de, "
+            "es, zh; leave --language out to detect it"
+        )
+    return code
+
+
 def check_language(model_path: object, multilingual: bool, language: str | None) -> None:
     """Refuse a language other than English for an English-only model.
 
@@ -80,6 +124,15 @@ def check_language(model_path: object, multilingual: bool, language: str | None)
     """
     if language and not multilingual and language != "en":
         raise BadInput(
-            f"the model {Path(str(model_path)).name} is English-only; language {language!r} "
-            "was asked for (use a multilingual model or --language en)"
+            f"the model {model_label(model_path)} is English-only; language {language!r} "
+            "was asked for (use a profile with a multilingual model, or --language en)"
         )
+
+
+def model_label(model_path: object) -> str:
+    """A model's name for messages: ``org/name`` for a snapshot in the hub layout."""
+    path = Path(str(model_path))
+    repo = path.parent.parent.name
+    if path.parent.name == "snapshots" and repo.startswith("models--"):
+        return repo.removeprefix("models--").replace("--", "/")
+    return path.name

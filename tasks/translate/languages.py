@@ -1,11 +1,12 @@
 """Language codes: what users type, what each translation model family wants.
 
 Users may write ISO 639-1 (``fr``), ISO 639-3 or 639-2/B (``fra``, ``fre``), an NLLB code
-(``fra_Latn``) or a language tag with a script or region (``zh-Hant``, ``pt-BR``); they all
-become one :class:`Language`, whose ``code`` names output files (``talk.fr.srt``). Each model
-family then wants its own token: NLLB ``fra_Latn``, M2M100 ``__fr__``, Marian a fixed pair (or
-``>>fra<<`` target tokens in its multi-target models). :class:`ModelLanguages` holds what one
-loaded model supports and refuses an unsupported pair, listing what it does support.
+(``fra_Latn``), a language tag with a script or region (``zh-Hant``, ``pt-BR``) or the English
+name (``French``); they all become one :class:`Language`, whose ``code`` names output files
+(``talk.fr.srt``). Each model family then wants its own token: NLLB ``fra_Latn``, M2M100
+``__fr__``, Marian a fixed pair (or ``>>fra<<`` target tokens in its multi-target models).
+:class:`ModelLanguages` holds what one loaded model supports and refuses an unsupported pair,
+listing what it does support.
 """
 
 from __future__ import annotations
@@ -152,11 +153,12 @@ _ALIASES = {
     "lvs": "lv", "khk": "mn", "npi": "ne", "pbt": "ps", "als": "sq", "swh": "sw", "uzn": "uz",
     "azj": "az", "nob": "no", "nb": "no", "cmn": "zh", "iw": "he", "in": "id", "jw": "jv",
     "fil": "tl", "zh-hans": "zh", "zh-cn": "zh", "zh-tw": "zh-Hant", "zh-hk": "zh-Hant",
+    "chinese": "zh",
 }  # fmt: skip
 
 _BY_KEY: dict[str, Language] = {}
 for _lang in LANGUAGES:
-    for _key in (_lang.code, _lang.iso3, _lang.nllb):
+    for _key in (_lang.code, _lang.iso3, _lang.nllb, _lang.name):
         _BY_KEY.setdefault(_key.lower(), _lang)
 for _alias, _code in _ALIASES.items():
     _BY_KEY[_alias] = _BY_KEY[_code.lower()]
@@ -170,8 +172,9 @@ def lookup(code: str) -> Language:
     """The language a user's code names.
 
     Args:
-        code: ISO 639-1/639-3/639-2B (``fr``, ``fra``, ``fre``), NLLB (``fra_Latn``), or a tag
-            with script or region (``zh-Hant``, ``pt-BR``); case does not matter. A well-formed
+        code: ISO 639-1/639-3/639-2B (``fr``, ``fra``, ``fre``), NLLB (``fra_Latn``), a tag
+            with script or region (``zh-Hant``, ``pt-BR``) or an English name (``French``);
+            case does not matter. A well-formed
             code outside the table (``ast``, ``ace_Arab``) is accepted as it is, and a model
             that does not know it refuses it later.
 
@@ -190,8 +193,9 @@ def lookup(code: str) -> Language:
     if _PLAIN_CODE.fullmatch(text.lower()):
         return Language(text.lower(), text.lower(), text.lower(), text.lower())
     raise BadInput(
-        f"{code!r} is not a language code; use ISO 639-1 (fr), ISO 639-3 (fra) or an NLLB "
-        f"code (fra_Latn), e.g. {', '.join(lang.code for lang in LANGUAGES[:12])}, ..."
+        f"{code!r} is not a language code; use ISO 639-1 (fr), ISO 639-3 (fra), an NLLB "
+        "code (fra_Latn) or an English name (French), e.g. "
+        f"{', '.join(lang.code for lang in LANGUAGES[:12])}, ..."
     )
 
 
