@@ -350,6 +350,13 @@ class HubSource(Source):
                 "complete, run the warm again to retry"
             ) from _quiet(e)
         except Exception as e:  # httpx errors are not OSError
+            if type(e).__name__ in ("ConnectError", "ConnectTimeout"):
+                raise SourceError(
+                    f"{what}: cannot reach {self.endpoint} ({type(e).__name__}); with no route "
+                    "to the hub, warm from a mirror (`voxflow warm --mirror URL`, or the "
+                    "ModelStore block's mirrors) or point HF_ENDPOINT at a hub mirror; nothing "
+                    "was marked complete"
+                ) from _quiet(e)
             if type(e).__module__.startswith(("httpx", "httpcore")):
                 raise SourceError(
                     f"{what}: downloading {file or 'the file list'} broke off "

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -200,6 +201,21 @@ def test_a_download_that_breaks_off_leaves_nothing_complete_and_a_retry_succeeds
 
     assert store.warm(spec).status == "warmed"  # the server is fixed
     assert store.verify(spec, deep=True).ok
+
+
+def test_an_unreachable_hub_says_so_and_how_to_warm_without_it(hub, tmp_path):
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    store = ModelStore(root=str(tmp_path / "models"), hub_endpoint=f"http://127.0.0.1:{port}")
+
+    with pytest.raises(SourceError) as caught:
+        store.warm(hub_spec(hub, "voxflow-test/tiny.en"))
+
+    message = str(caught.value)
+    assert f"cannot reach http://127.0.0.1:{port} (ConnectError)" in message
+    assert "voxflow warm --mirror URL" in message and "HF_ENDPOINT" in message
+    assert store.status(hub_spec(hub, "voxflow-test/tiny.en")).state == "cold"
 
 
 def test_names_in_a_hub_listing_cannot_place_files_outside_the_volume(hub, tmp_path):
