@@ -332,17 +332,11 @@ class HubSource(Source):
                 f"{what}: downloading {file or 'the file list'} failed (HTTP {status}: "
                 f"{self.access.redact(str(e).splitlines()[0])}); run the warm again to retry"
             ) from _quiet(e)
-        except OSError as e:
-            if e.errno in _VOLUME_ERRNOS:  # the volume's problem (full, read-only), not the hub's
+        except (OSError, ValueError, RuntimeError) as e:
+            # A connection that broke; huggingface_hub's consistency checks, a response it
+            # cannot parse. A full or read-only volume is the volume's problem, not the hub's.
+            if isinstance(e, OSError) and e.errno in _VOLUME_ERRNOS:
                 raise
-            first = (str(e).splitlines() or [""])[0]
-            raise SourceError(
-                f"{what}: downloading {file or 'the file list'} broke off "
-                f"({type(e).__name__}: {self.access.redact(first)}); nothing was marked "
-                "complete, run the warm again to retry"
-            ) from _quiet(e)
-        except (ValueError, RuntimeError) as e:
-            # huggingface_hub's consistency checks, a response it cannot parse.
             first = (str(e).splitlines() or [""])[0]
             raise SourceError(
                 f"{what}: downloading {file or 'the file list'} broke off "

@@ -95,7 +95,7 @@ def subtitle(
     record = transcribe(
         media=media,
         profile=profile,
-        language=source.split("-")[0] if source else None,  # Whisper: zh, not zh-Hant
+        language=source,
         formats=list(fmts),
         output_dir=output_dir,
         store=store,

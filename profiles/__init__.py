@@ -306,14 +306,7 @@ def _model_spec(name: str, entry: Any, file: str) -> ModelSpec:
                 file=file,
                 key_path=f"{name}.{key}",
             )
-    pinned = entry.get("pinned", True)
-    if not isinstance(pinned, bool):
-        raise ProfileError(
-            f"expected true or false, found {pinned!r}",
-            file=file,
-            key_path=f"{name}.pinned",
-            allowed=("true", "false"),
-        )
+    pinned = _flag(entry.get("pinned", True), file, f"{name}.pinned")
     size_mb = entry.get("size_mb", 0.0)
     if isinstance(size_mb, bool) or not isinstance(size_mb, int | float) or size_mb < 0:
         raise ProfileError(
@@ -501,14 +494,7 @@ def _stage_spec(
             allowed=KNOWN_BACKENDS[stage],
         )
 
-    enabled = settings.get("enabled", True)
-    if not isinstance(enabled, bool):
-        raise ProfileError(
-            f"expected true or false, found {enabled!r}",
-            file=file,
-            key_path=f"{where}.enabled",
-            allowed=("true", "false"),
-        )
+    enabled = _flag(settings.get("enabled", True), file, f"{where}.enabled")
 
     options = settings.get("options")
     options = {} if options is None else options
@@ -653,3 +639,15 @@ def can_run(profile: Profile | str) -> tuple[bool, str]:
         f"profile {profile.name!r} needs {profile.hardware}, but this machine has only "
         f"{', '.join(present)}; choose --profile auto or one of those"
     )
+
+
+def _flag(value: object, file: str, key_path: str) -> bool:
+    """A YAML boolean, or ProfileError naming the file and key."""
+    if not isinstance(value, bool):
+        raise ProfileError(
+            f"expected true or false, found {value!r}",
+            file=file,
+            key_path=key_path,
+            allowed=("true", "false"),
+        )
+    return value

@@ -136,12 +136,24 @@ def run_stage(
         "seconds": seconds,
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    tmp = record_file.with_suffix(".json.tmp")
-    with room_for(job, f"the {stage} stage's record"):
-        tmp.write_text(json.dumps(record, indent=1, default=str))
-    os.replace(tmp, record_file)
+    save_json(job, record_file, record, f"the {stage} stage's record")
     log.info("%s: done in %.2f s", stage, seconds)
     return StageResult(stage, key, result, seconds, cached=False)
+
+
+def save_json(job: Job, path: Path, record: dict[str, Any], doing: str) -> None:
+    """Write a JSON record into the job directory atomically (temp file, then rename).
+
+    Args:
+        job: The job whose directory holds ``path``.
+        path: Where the record goes (``stages/<stage>.json``, ``run.json``).
+        record: A JSON-able record; other values are written as their ``str``.
+        doing: What is being written, for a full disk's message.
+    """
+    tmp = path.with_suffix(".json.tmp")
+    with room_for(job, doing):
+        tmp.write_text(json.dumps(record, indent=1, default=str))
+    os.replace(tmp, path)
 
 
 @contextmanager

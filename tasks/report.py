@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from profiles import Profile
-from tasks.job import Job, StageResult, room_for
+from tasks.job import Job, StageResult, save_json
 from tasks.preflight import ReadyStage
 from voxflow import __version__
 
@@ -51,11 +49,7 @@ def write_run_record(
         "real_time_factor": round(work / duration, 4) if duration else None,
         "outputs": outputs,
     }
-    path = job.path / "run.json"
-    tmp = path.with_suffix(".json.tmp")
-    with room_for(job, "run.json"):
-        tmp.write_text(json.dumps(record, indent=1))
-    os.replace(tmp, path)
+    save_json(job, job.path / "run.json", record, "run.json")
     return record
 
 

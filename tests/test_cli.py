@@ -43,23 +43,27 @@ def to_m4a(wav: Path, dest: Path) -> Path:
     return dest
 
 
+def transcribe_args(media: Path, store: str | Path, out: Path, *extra: str) -> list[str]:
+    """`voxflow transcribe MEDIA` on the cpu profile with a volume and an output folder."""
+    return [
+        "transcribe",
+        str(media),
+        "--profile",
+        "cpu",
+        "--store",
+        str(store),
+        "--output",
+        str(out),
+        *extra,
+    ]
+
+
 def test_transcribe_offline_is_as_accurate_as_bare_faster_whisper(
     env, warm_store, speech_wav, tmp_path
 ):
     media = to_m4a(speech_wav, tmp_path / "speech.m4a")
     done = run_cli(
-        [
-            "transcribe",
-            str(media),
-            "--profile",
-            "cpu",
-            "--store",
-            warm_store.root,
-            "--output",
-            str(tmp_path / "out"),
-            "--format",
-            "json,srt",
-        ],
+        transcribe_args(media, warm_store.root, tmp_path / "out", "--format", "json,srt"),
         env,
     )
     assert done.returncode == 0, done.stderr
@@ -97,16 +101,7 @@ def test_a_file_that_is_not_media_is_bad_input(env, warm_store, tmp_path):
     fake = tmp_path / "notes.mp4"
     fake.write_text("these are meeting notes, not a video\n" * 20)
     done = run_cli(
-        [
-            "transcribe",
-            str(fake),
-            "--profile",
-            "cpu",
-            "--store",
-            warm_store.root,
-            "--output",
-            str(tmp_path / "out"),
-        ],
+        transcribe_args(fake, warm_store.root, tmp_path / "out"),
         env,
     )
     assert done.returncode == 2
@@ -123,16 +118,7 @@ def test_media_without_audio_is_bad_input(env, warm_store, tmp_path):
             out.mux(stream.encode(frame))
         out.mux(stream.encode(None))
     done = run_cli(
-        [
-            "transcribe",
-            str(video),
-            "--profile",
-            "cpu",
-            "--store",
-            warm_store.root,
-            "--output",
-            str(tmp_path / "out"),
-        ],
+        transcribe_args(video, warm_store.root, tmp_path / "out"),
         env,
     )
     assert done.returncode == 2
@@ -148,16 +134,7 @@ def test_unknown_profile_lists_the_known_ones(env):
 
 def test_cold_store_says_which_models_and_what_to_run(env, tmp_path):
     done = run_cli(
-        [
-            "transcribe",
-            str(SAMPLE),
-            "--profile",
-            "cpu",
-            "--store",
-            str(tmp_path / "cold"),
-            "--output",
-            str(tmp_path / "out"),
-        ],
+        transcribe_args(SAMPLE, tmp_path / "cold", tmp_path / "out"),
         env,
     )
     assert done.returncode == 2
@@ -176,18 +153,7 @@ def test_silent_file_succeeds_with_an_empty_transcript_and_a_warning(env, warm_s
         out.mux(stream.encode(frame))
         out.mux(stream.encode(None))
     done = run_cli(
-        [
-            "transcribe",
-            str(silent),
-            "--profile",
-            "cpu",
-            "--store",
-            warm_store.root,
-            "--output",
-            str(tmp_path / "out"),
-            "--format",
-            "txt",
-        ],
+        transcribe_args(silent, warm_store.root, tmp_path / "out", "--format", "txt"),
         env,
     )
     assert done.returncode == 0, done.stderr
@@ -277,18 +243,7 @@ def test_a_run_killed_mid_flow_resumes_at_the_unfinished_stage(env, warm_store, 
         check=True,
     )
     out = tmp_path / "out"
-    args = [
-        "transcribe",
-        str(long_media),
-        "--profile",
-        "cpu",
-        "--store",
-        warm_store.root,
-        "--output",
-        str(out),
-        "--format",
-        "srt",
-    ]
+    args = transcribe_args(long_media, warm_store.root, out, "--format", "srt")
     proc = subprocess.Popen(
         [sys.executable, "-m", "flows.cli", *args],
         env=env,

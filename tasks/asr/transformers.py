@@ -170,7 +170,7 @@ class TransformersWhisperAsr(AsrBackend):
         for first in range(0, len(clips), self.options.batch_size):
             batch = range(first, min(first + self.options.batch_size, len(clips)))
             pieces = [
-                [tokenizer.encode(w.text, add_special_tokens=False) or [] for w in per_window[i]]
+                [tokenizer.encode(w.text, add_special_tokens=False) for w in per_window[i]]
                 for i in batch
             ]
             rows = [prefix + [t for ids in word_ids for t in ids] for word_ids in pieces]

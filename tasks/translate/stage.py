@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from profiles import StageSpec
-from tasks.job import Job, StageResult, room_for, run_stage
+from tasks.job import Job, StageResult, room_for, run_stage, save_json
 from tasks.preflight import ReadyStage
 from tasks.registry import load_backend
 from tasks.subtitles import write_outputs
@@ -173,11 +172,7 @@ def record_translations(
         },
         "translations": outputs,
     }
-    path = job.path / "run.json"
-    tmp = path.with_suffix(".json.tmp")
-    with room_for(job, "run.json"):
-        tmp.write_text(json.dumps(record, indent=1))
-    os.replace(tmp, path)
+    save_json(job, job.path / "run.json", record, "run.json")
     return record
 
 
