@@ -431,7 +431,7 @@ def flow_overhead(load_s: dict[str, float], reference: str) -> dict[str, Any]:
     stop_s = time.perf_counter() - started
     from tasks.transcript import Transcript
 
-    transcript = Transcript.load(next(FLOW_OUTPUT.glob("*/transcript.json")))
+    transcript = Transcript.load(next(FLOW_OUTPUT.glob("*/records/transcript.json")))
     stages = {k: v["seconds"] for k, v in record["stages"].items()}
     vad_asr = stages.get("vad", 0.0) + stages.get("asr", 0.0)
     in_flow = record["wall_seconds"]

@@ -1,10 +1,13 @@
 """The job directory and its stage cache.
 
-A job directory is ``<output>/<media-stem>-<sha8>/``. Each finished stage leaves
-``stages/<stage>.json`` holding its cache key, its result record and its time. The key hashes
-(the media content, the stage's config including model revisions, the upstream stage's key), so
-re-running the same file skips finished stages, a changed config reruns from that stage on, and a
-run killed mid-flow resumes at the first stage without a record.
+A job directory is ``<output>/<media-stem>-<sha8>/``. The user's outputs (``<stem>.srt``, ...)
+sit at its top; voxflow's own files sit in its ``records/`` folder (``audio.wav``,
+``speech.json``, ``transcript.json``, ``run.json``, ...), so no media name can make the two
+collide: an output is always ``<stem>.<ext>``, never a bare folder name. Each finished stage
+leaves ``records/stages/<stage>.json`` holding its cache key, its result record and its time.
+The key hashes (the media content, the stage's config including model revisions, the upstream
+stage's key), so re-running the same file skips finished stages, a changed config reruns from
+that stage on, and a run killed mid-flow resumes at the first stage without a record.
 """
 
 from __future__ import annotations
@@ -28,6 +31,9 @@ from voxflow.errors import OutputFull
 
 log = logging.getLogger(__name__)
 
+RECORDS = "records"
+"""The job directory's folder for voxflow's own files (outputs are ``<stem>.<ext>`` files)."""
+
 
 @dataclass(frozen=True)
 class Job:
@@ -50,9 +56,14 @@ class Job:
         """The directory as a Path."""
         return Path(self.directory)
 
+    @property
+    def records(self) -> Path:
+        """voxflow's own files: intermediate audio, stage results, ``run.json``."""
+        return self.path / RECORDS
+
     def stage_file(self, stage: str) -> Path:
         """Where a stage's record lives."""
-        return self.path / "stages" / f"{stage}.json"
+        return self.records / "stages" / f"{stage}.json"
 
 
 def open_job(media: str | os.PathLike[str], output_dir: str | os.PathLike[str]) -> Job:
@@ -64,7 +75,7 @@ def open_job(media: str | os.PathLike[str], output_dir: str | os.PathLike[str]) 
     path = check_media_path(media)
     digest = content_hash(path)
     directory = Path(output_dir) / f"{path.stem}-{digest[:8]}"
-    (directory / "stages").mkdir(parents=True, exist_ok=True)
+    (directory / RECORDS / "stages").mkdir(parents=True, exist_ok=True)
     return Job(
         media=str(path.resolve()), directory=str(directory.resolve()), sha256=digest, stem=path.stem
     )
@@ -146,7 +157,7 @@ def save_json(job: Job, path: Path, record: dict[str, Any], doing: str) -> None:
 
     Args:
         job: The job whose directory holds ``path``.
-        path: Where the record goes (``stages/<stage>.json``, ``run.json``).
+        path: Where the record goes (``records/stages/<stage>.json``, ``records/run.json``).
         record: A JSON-able record; other values are written as their ``str``.
         doing: What is being written, for a full disk's message.
     """

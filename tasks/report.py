@@ -49,7 +49,7 @@ def write_run_record(
         "real_time_factor": round(work / duration, 4) if duration else None,
         "outputs": outputs,
     }
-    save_json(job, job.path / "run.json", record, "run.json")
+    save_json(job, job.records / "run.json", record, "run.json")
     return record
 
 

@@ -59,7 +59,7 @@ def extract(job: Job, stream: int | None = None) -> StageResult:
         "extract",
         {"stream": stream, "rate": SAMPLE_RATE},
         None,
-        lambda: asdict(extract_audio(job.media, job.path / "audio.wav", stream)),
+        lambda: asdict(extract_audio(job.media, job.records / "audio.wav", stream)),
         outputs=lambda r: [r["path"]],
     )
 
@@ -75,7 +75,7 @@ def separate_voice(job: Job, spec: StageSpec, ready: ReadyStage, audio: StageRes
     def compute() -> dict[str, Any]:
         backend = load_backend(spec, Path(ready.path) if ready.path else None, ready.submodels)
         separated = backend.separate_file(
-            Path(audio.result["path"]), job.path / f"{backend.stem}.wav"
+            Path(audio.result["path"]), job.records / f"{backend.stem}.wav"
         )
         log.info(
             "separate: %s stem of %.1f s in %d window(s)",
@@ -102,7 +102,7 @@ def detect_speech(job: Job, spec: StageSpec, ready: ReadyStage, audio: StageResu
     def compute() -> dict[str, Any]:
         backend = load_backend(spec, Path(ready.path) if ready.path else None, ready.submodels)
         spans = backend.speech_spans(load_wav(audio.result["path"]), SAMPLE_RATE)
-        path = job.path / "speech.json"
+        path = job.records / "speech.json"
         path.write_text(json.dumps([asdict(s) for s in spans]))
         speech = round(sum(s.end - s.start for s in spans), 3)
         log.info(
@@ -144,7 +144,7 @@ def recognise(
                 "options": dict(spec.options),
             },
         )
-        path = transcript.save(job.path / "transcript.json")
+        path = transcript.save(job.records / "transcript.json")
         return {
             "path": str(path),
             "language": transcript.language,
@@ -180,9 +180,9 @@ def diarize_speakers(
         diarization: Diarization = backend.diarize(
             load_wav(audio.result["path"]), SAMPLE_RATE, speakers
         )
-        turns_path = diarization.save(job.path / "diarization.json")
+        turns_path = diarization.save(job.records / "diarization.json")
         labelled = assign_speakers(Transcript.load(Path(transcript.result["path"])), diarization)
-        path = labelled.save(job.path / "transcript.diarized.json")
+        path = labelled.save(job.records / "transcript.diarized.json")
         log.info(
             "diarize: %d speaker(s), %d turn(s)", len(diarization.speakers), len(diarization.turns)
         )

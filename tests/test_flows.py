@@ -100,7 +100,7 @@ def test_transcribe_writes_every_format_and_a_run_record(sample_run):
     assert job.parent == out and job.name.startswith("sample-")
     assert set(record["outputs"]) == {"srt", "vtt", "json", "txt"}
     assert all(Path(p).stat().st_size > 0 for p in record["outputs"].values())
-    on_disk = json.loads((job / "run.json").read_text())
+    on_disk = json.loads((job / "records" / "run.json").read_text())
     assert on_disk["profile"] == "cpu"
     assert on_disk["models"]["asr"] == {
         "backend": "faster-whisper",
@@ -145,7 +145,7 @@ def test_same_file_again_skips_every_stage(sample_run, warm_store, caplog):
 def test_a_lost_stage_result_reruns_only_that_stage(warm_store, tmp_path):
     first = transcribe(str(SAMPLE), profile="cpu", store=warm_store.root, output_dir=str(tmp_path))
     job = Path(first["outputs"]["srt"]).parent
-    (job / "stages" / "asr.json").unlink()
+    (job / "records" / "stages" / "asr.json").unlink()
 
     second = transcribe(str(SAMPLE), profile="cpu", store=warm_store.root, output_dir=str(tmp_path))
     assert {k: v["cached"] for k, v in second["stages"].items()} == {

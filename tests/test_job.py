@@ -53,9 +53,9 @@ def test_a_job_directory_is_named_after_the_stem_and_the_content_hash(media, tmp
     sha = content_hash(media)
     expected = (tmp_path / "out" / f"interview.final-{sha[:8]}").resolve()
     assert job.path == expected
-    assert (expected / "stages").is_dir()
+    assert (expected / "records" / "stages").is_dir()
     assert (job.sha256, job.stem, job.media) == (sha, "interview.final", str(media.resolve()))
-    assert job.stage_file("asr") == expected / "stages" / "asr.json"
+    assert job.stage_file("asr") == expected / "records" / "stages" / "asr.json"
 
 
 def test_opening_the_same_media_again_reuses_its_directory(media, tmp_path):
@@ -159,7 +159,7 @@ def test_a_record_of_other_garbage_is_ignored_and_the_stage_recomputed(job, garb
 def test_no_temporary_record_is_left_behind(job):
     run(job, Counter(job))
 
-    assert sorted(p.name for p in (job.path / "stages").iterdir()) == ["vad.json"]
+    assert sorted(p.name for p in (job.records / "stages").iterdir()) == ["vad.json"]
 
 
 def test_the_stage_key_depends_on_the_media_content(tmp_path):

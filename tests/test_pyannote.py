@@ -520,8 +520,11 @@ def test_transcribe_with_speakers_labels_every_output(
     job = Path(record["outputs"]["srt"]).parent
 
     assert "diarize" in record["stages"] and record["models"]["diarize"]["model"] == PIPELINE
-    assert json.loads((job / "run.json").read_text())["stages"]["diarize"]["cached"] is False
-    diarization = Diarization.load(job / "diarization.json")
+    assert (
+        json.loads((job / "records" / "run.json").read_text())["stages"]["diarize"]["cached"]
+        is False
+    )
+    diarization = Diarization.load(job / "records" / "diarization.json")
     assert 1 <= len(diarization.speakers) <= 2
 
     data = json.loads(Path(record["outputs"]["json"]).read_text())
@@ -537,7 +540,8 @@ def test_transcribe_with_speakers_labels_every_output(
     assert "<v SPEAKER_" in Path(record["outputs"]["vtt"]).read_text()
     # transcript.json stays as ASR wrote it; the diarized copy feeds the writers
     assert all(
-        s["speaker"] is None for s in json.loads((job / "transcript.json").read_text())["segments"]
+        s["speaker"] is None
+        for s in json.loads((job / "records" / "transcript.json").read_text())["segments"]
     )
 
     again = transcribe(

@@ -359,15 +359,18 @@ def test_transcribe_with_separation_feeds_the_vocals_to_vad_and_asr(tiny_store, 
     )
 
     job = Path(record["outputs"]["json"]).parent
-    stage = {s: json.loads((job / "stages" / f"{s}.json").read_text()) for s in record["stages"]}
+    stage = {
+        s: json.loads((job / "records" / "stages" / f"{s}.json").read_text())
+        for s in record["stages"]
+    }
     assert list(record["stages"]) == ["extract", "separate", "vad", "asr"]
     assert stage["separate"]["upstream"] == stage["extract"]["key"]
     assert stage["vad"]["upstream"] == stage["separate"]["key"]  # VAD read the vocals
-    assert stage["separate"]["result"]["path"] == str(job / "vocals.wav")
-    rate, channels, _, frames = wav_format(job / "vocals.wav")
+    assert stage["separate"]["result"]["path"] == str(job / "records" / "vocals.wav")
+    rate, channels, _, frames = wav_format(job / "records" / "vocals.wav")
     assert (rate, channels) == (RATE, 1)
-    assert abs(frames - wav_format(job / "audio.wav")[3]) <= RATE // 100
-    on_disk = json.loads((job / "run.json").read_text())
+    assert abs(frames - wav_format(job / "records" / "audio.wav")[3]) <= RATE // 100
+    on_disk = json.loads((job / "records" / "run.json").read_text())
     assert on_disk["models"]["separate"] == {
         "backend": "demucs",
         "model": "htdemucs",

@@ -115,7 +115,7 @@ def test_subtitle_writes_each_language_with_the_source_timing(subtitle_run):
         assert Path(paths["vtt"]).read_text().startswith("WEBVTT")
     # The source-language files are there too, and run.json tells the whole story.
     assert Path(record["outputs"]["srt"]).name == "sample.srt"
-    on_disk = json.loads((job / "run.json").read_text())
+    on_disk = json.loads((job / "records" / "run.json").read_text())
     assert on_disk["models"]["translate"]["model"] == NLLB_CT2
     assert {"asr", "translate.fr", "translate.de"} <= set(on_disk["stages"])
     assert on_disk["translations"] == record["translations"]

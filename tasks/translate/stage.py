@@ -123,7 +123,7 @@ def translate(
     def compute() -> dict[str, Any]:
         original = Transcript.load(Path(transcript.result["path"]))
         translated = translate_transcript(_backend(spec, ready), original, code, source)
-        path = translated.save(job.path / f"transcript.{code}.json")
+        path = translated.save(job.records / f"transcript.{code}.json")
         log.info(
             "translate: %d segment(s) %s -> %s",
             len(translated.segments),
@@ -172,7 +172,7 @@ def record_translations(
         },
         "translations": outputs,
     }
-    save_json(job, job.path / "run.json", record, "run.json")
+    save_json(job, job.records / "run.json", record, "run.json")
     return record
 
 
