@@ -11,7 +11,7 @@ import pytest
 
 from conftest import SPEECH_TEXT, normalise
 from profiles import StageSpec, load_catalog
-from tasks.asr import AsrBackend, group_spans, speech_language
+from tasks.asr import AsrBackend, decode_windows, group_spans, speech_language, split_long_spans
 from tasks.asr.faster_whisper import FasterWhisperAsr, FasterWhisperOptions
 from tasks.media import SAMPLE_RATE, extract_audio, load_wav
 from tasks.registry import backend_class, load_backend, parse_options
@@ -43,6 +43,43 @@ def test_a_span_longer_than_the_window_stays_alone_and_whole():
 
 def test_no_spans_give_no_windows():
     assert group_spans([]) == []
+
+
+# -- split_long_spans: no window longer than the decoder takes --------------------------------
+
+
+def tone_with_pauses(seconds: float, pauses: list[float], rate: int = SAMPLE_RATE) -> np.ndarray:
+    """A loud noise signal with 300 ms of silence at each pause time."""
+    audio = np.random.default_rng(0).uniform(-0.5, 0.5, int(seconds * rate)).astype(np.float32)
+    for t in pauses:
+        audio[int((t - 0.15) * rate) : int((t + 0.15) * rate)] = 0.0
+    return audio
+
+
+def test_a_long_span_is_cut_at_its_quietest_point():
+    audio = tone_with_pauses(50, pauses=[21.0])
+    pieces = split_long_spans(audio, spans((0, 50)))
+    assert len(pieces) == 2
+    assert pieces[0].start == 0 and pieces[-1].end == 50
+    assert pieces[0].end == pytest.approx(21.0, abs=0.1)
+    assert pieces[0].end == pieces[1].start  # nothing lost between the pieces
+
+
+def test_continuous_speech_is_cut_into_pieces_no_longer_than_the_window():
+    audio = tone_with_pauses(100, pauses=[])
+    pieces = split_long_spans(audio, spans((2, 97)))
+    assert all(p.end - p.start <= 30 for p in pieces)
+    assert all(p.end - p.start >= 15 for p in pieces[:-1])
+    assert [pieces[0].start, pieces[-1].end] == [2, 97]
+    assert all(a.end == b.start for a, b in zip(pieces, pieces[1:], strict=False))
+
+
+def test_decode_windows_are_never_longer_than_the_window():
+    audio = tone_with_pauses(120, pauses=[40.0, 70.0])
+    windows = decode_windows(audio, spans((0, 5), (6, 118)))
+    assert all(w.end - w.start <= 30 for w in windows)
+    assert windows[0].start == 0 and windows[-1].end == 118
+    assert decode_windows(audio, spans((0, 5), (10, 20))) == spans((0, 20))
 
 
 # -- faster-whisper on speech ------------------------------------------------------------------

@@ -15,11 +15,17 @@ __all__ = [
     "WHISPER_LANGUAGES",
     "AsrBackend",
     "check_language",
+    "decode_windows",
     "group_spans",
     "model_label",
     "speech_language",
+    "split_long_spans",
     "split_sentences",
 ]
+
+SAMPLE_RATE = 16_000
+WHISPER_WINDOW_S = 30.0
+"""The longest audio Whisper's decoder takes at once; the batched pipelines cut the rest."""
 
 
 class AsrBackend(Backend):
@@ -34,12 +40,62 @@ class AsrBackend(Backend):
         """Transcribe 16 kHz float32 audio, looking only at the given speech spans."""
 
 
-def group_spans(spans: list[SpeechSpan], window: float = 30.0) -> list[SpeechSpan]:
+def decode_windows(
+    audio: np.ndarray, spans: list[SpeechSpan], window: float = WHISPER_WINDOW_S
+) -> list[SpeechSpan]:
+    """The windows an ASR backend decodes: speech spans, none longer than ``window``.
+
+    Spans longer than the window are split at their quietest points
+    (:func:`split_long_spans`), then neighbours are merged up to the window
+    (:func:`group_spans`). Every backend decodes exactly these, so none drops speech past its
+    decoder's 30 s (faster-whisper's batched pipeline would decode a longer clip's first 30 s
+    only).
+    """
+    return group_spans(split_long_spans(audio, spans, window), window)
+
+
+def split_long_spans(
+    audio: np.ndarray,
+    spans: list[SpeechSpan],
+    window: float = WHISPER_WINDOW_S,
+    sample_rate: int = SAMPLE_RATE,
+) -> list[SpeechSpan]:
+    """Split each span longer than ``window`` seconds at its quietest points.
+
+    A long span is cut at the quietest 100 ms (lowest RMS, in 20 ms steps) between half a
+    window and a whole window from its start, so every piece but the last is 15 to 30 s long
+    and a cut falls in a pause between words wherever the speaker took one.
+    """
+    out: list[SpeechSpan] = []
+    frame = int(0.02 * sample_rate)
+    smooth = 5  # frames: 100 ms
+    for span in spans:
+        start, end = span.start, span.end
+        while end - start > window:
+            lo = int((start + window / 2) * sample_rate)
+            hi = int((start + window) * sample_rate)
+            chunk = np.asarray(audio[lo:hi], dtype=np.float32)
+            frames = len(chunk) // frame
+            if frames < smooth:  # the audio ends before the span claims: cut at the window
+                cut = start + window
+            else:
+                energy = np.square(chunk[: frames * frame].reshape(frames, frame)).mean(axis=1)
+                energy = np.convolve(energy, np.ones(smooth) / smooth, mode="same")
+                quietest = int(np.argmin(energy[: frames - smooth // 2]))
+                cut = (lo + (quietest * frame + frame // 2)) / sample_rate
+            cut = round(min(max(cut, start + window / 2), start + window), 3)
+            out.append(SpeechSpan(start, cut))
+            start = cut
+        out.append(SpeechSpan(start, end))
+    return out
+
+
+def group_spans(spans: list[SpeechSpan], window: float = WHISPER_WINDOW_S) -> list[SpeechSpan]:
     """Merge neighbouring speech spans into windows of at most ``window`` seconds.
 
     Whisper decodes 30 s at a time; giving it whole windows of contiguous audio (short pauses
     included) instead of one window per VAD span keeps batches full and context intact. A span
-    longer than the window is kept as it is.
+    longer than the window is kept as it is (:func:`decode_windows` splits those first).
     """
     groups: list[SpeechSpan] = []
     for span in spans:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks.asr import AsrBackend, check_language, group_spans, split_sentences
+from tasks.asr import AsrBackend, check_language, decode_windows, split_sentences
 from tasks.transcript import Segment, SpeechSpan, Transcript, Word
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ class FasterWhisperAsr(AsrBackend):
         check_language(self.model_path, self.model.model.is_multilingual, language)
         if not spans:
             return Transcript(language=language or "en", duration=duration)
-        windows = group_spans(spans)
+        windows = decode_windows(audio, spans)
         opts = self.options
         if self.pipeline is not None:
             segments, info = self.pipeline.transcribe(

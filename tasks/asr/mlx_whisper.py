@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from tasks.asr import AsrBackend, group_spans, split_sentences
+from tasks.asr import AsrBackend, decode_windows, split_sentences
 from tasks.transcript import Segment, SpeechSpan, Transcript, Word
 from voxflow.errors import BackendUnavailable, ModelNotWarmed, ProfileError
 
@@ -86,7 +86,7 @@ class MlxWhisperAsr(AsrBackend):
     ) -> Transcript:
         """Transcribe the speech windows of 16 kHz audio."""
         duration = len(audio) / SAMPLE_RATE
-        windows = group_spans(spans)
+        windows = decode_windows(audio, spans)
         if not windows:
             return Transcript(language=language or "en", duration=duration)
         opts = self.options

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from tasks.asr import AsrBackend, check_language, group_spans, split_sentences
+from tasks.asr import AsrBackend, check_language, decode_windows, split_sentences
 from tasks.backend import require_positive
 from tasks.transcript import Segment, SpeechSpan, Transcript, Word
 from voxflow.errors import BackendUnavailable, ModelNotWarmed
@@ -111,7 +111,7 @@ class OpenVinoWhisperAsr(AsrBackend):
                 config["language"] = f"<|{language}|>"
         segments: list[Segment] = []
         detected: str | None = None
-        for window in group_spans(spans):
+        for window in decode_windows(audio, spans):
             start, end = max(0.0, window.start), min(window.end, duration)
             if end <= start:
                 continue

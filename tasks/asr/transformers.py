@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from tasks.asr import AsrBackend, check_language, group_spans, split_sentences
+from tasks.asr import AsrBackend, check_language, decode_windows, split_sentences
 from tasks.backend import require_positive
 from tasks.transcript import Segment, SpeechSpan, Transcript, Word
 from voxflow.errors import BackendUnavailable, BadInput, ProfileError
@@ -115,7 +115,7 @@ class TransformersWhisperAsr(AsrBackend):
         check_language(self.model_path, self.multilingual, language)
         windows = [
             piece
-            for window in group_spans(spans, MAX_WINDOW_S)
+            for window in decode_windows(audio, spans, MAX_WINDOW_S)
             for piece in _pieces(window, duration)
         ]
         if not windows:
