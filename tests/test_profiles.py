@@ -15,13 +15,16 @@ from profiles import (
     KNOWN_BACKENDS,
     PROFILES_DIR,
     STAGES,
+    Hardware,
     Profile,
     StageSpec,
+    auto_profile,
     can_run,
     detect_hardware,
     list_profiles,
     load_catalog,
     load_profile,
+    probe_hardware,
     resolve_profile,
 )
 from voxflow.errors import BadInput, ProfileError
@@ -153,23 +156,79 @@ def test_shipped_cpu_models_match_their_packages() -> None:
 
 def test_auto_resolves_to_a_profile_this_machine_can_run() -> None:
     present = detect_hardware()
-    name = resolve_profile("auto")
+    name, why = auto_profile()
 
     assert present[-1] == "cpu"
     assert list(present) == [k for k in HARDWARE_ORDER if k in present]
+    assert resolve_profile("auto") == name
     profile = load_profile(name)
     assert profile.hardware in present
-    assert profile.hardware == present[0] or present[0] not in SHIPPED
     assert can_run(profile)[0]
+    preferred = [h.kind for h in probe_hardware() if h.preferred]
+    assert profile.hardware == preferred[0]
+    assert ("not cuda" in why) == ("cuda" not in preferred)
 
 
-def test_auto_falls_back_to_cpu_without_accelerators(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("profiles.detect_hardware", lambda: ("cpu",))
+def _sysfs(root: Path, cls: str, node: str, vendor: str) -> Path:
+    device = root / "class" / cls / node / "device"
+    device.mkdir(parents=True)
+    (device / "vendor").write_text(vendor + "\n")
+    return root
 
-    assert resolve_profile("auto") == "cpu"
-    ok, reason = can_run("cuda")
-    assert not ok
-    assert "cuda" in reason and "cpu" in reason
+
+@pytest.mark.parametrize(
+    "cls, node, vendor, preferred",
+    [
+        ("drm", "renderD128", "0x8086", True),  # an Intel GPU
+        ("accel", "accel0", "0x8086", True),  # an Intel NPU
+        ("drm", "renderD128", "0x1002", False),  # an AMD GPU: not for OpenVINO
+        ("drm", "card0", "0x8086", False),  # a display node, not a render node
+    ],
+)
+def test_openvino_is_preferred_only_with_an_intel_gpu_or_npu(
+    tmp_path: Path, cls: str, node: str, vendor: str, preferred: bool
+) -> None:
+    pytest.importorskip("openvino")
+    probed = {h.kind: h for h in probe_hardware(_sysfs(tmp_path, cls, node, vendor))}
+
+    assert probed["openvino"].runs  # the package runs its profile on any CPU
+    assert probed["openvino"].preferred is preferred
+    name, why = auto_profile(hardware=probed.values())
+    if preferred:
+        assert name == "openvino" or probed["cuda"].preferred or probed["mlx"].preferred
+        assert "Intel" in why
+    elif not probed["cuda"].preferred and not probed["mlx"].preferred:
+        assert name == "cpu"
+        assert "openvino is installed but there is no Intel GPU or NPU" in why
+
+
+def test_an_installed_openvino_package_alone_is_not_hardware(tmp_path: Path) -> None:
+    probed = {h.kind: h for h in probe_hardware(tmp_path)}  # an empty sysfs: no devices
+
+    assert not probed["openvino"].preferred
+    assert probed["cpu"].preferred
+    if not probed["cuda"].preferred and not probed["mlx"].preferred:
+        assert auto_profile(hardware=probed.values())[0] == "cpu"
+
+
+def test_auto_falls_back_to_cpu_without_accelerators() -> None:
+    bare = [
+        Hardware("cuda", False, False, "no CUDA device"),
+        Hardware("mlx", False, False, "not Apple silicon"),
+        Hardware("openvino", True, False, "no Intel GPU or NPU"),
+        Hardware("cpu", True, True, "always"),
+    ]
+
+    name, why = auto_profile(hardware=bare)
+
+    assert name == "cpu"
+    assert why == (
+        "not cuda: no CUDA device; not mlx: not Apple silicon; not openvino: no Intel GPU or NPU"
+    )
+    if "cuda" not in detect_hardware():
+        ok, reason = can_run("cuda")
+        assert not ok
+        assert "cuda" in reason and "cpu" in reason
 
 
 def test_auto_must_be_resolved_before_loading() -> None:
