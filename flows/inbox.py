@@ -12,7 +12,15 @@ from blocks.model_store import ModelStore
 from flows.runtime import OnColdCache, ready_or_warm
 from flows.transcribe import transcribe
 from profiles import load_profile, resolve_profile
-from tasks.inbox import DONE, LEDGER_NAME, QUARANTINED, InboxBusy, locked_ledger, pending_files
+from tasks.inbox import (
+    DONE,
+    LEDGER_NAME,
+    QUARANTINED,
+    InboxBusy,
+    is_file_fault,
+    locked_ledger,
+    pending_files,
+)
 from tasks.inbox import quarantine as move_to_quarantine
 from voxflow.settings import load_settings
 
@@ -34,7 +42,7 @@ def inbox(
     """Transcribe every new media file in a folder exactly once, by content hash.
 
     Args:
-        inbox_dir: Folder to watch; files directly in it (not hidden) are candidates.
+        inbox_dir: Folder to watch; media files directly in it (not hidden) are candidates.
         profile: Hardware profile (cpu, cuda, mlx, openvino) or auto to pick by hardware.
         output_dir: Where job directories and the ledger go ($VOXFLOW_OUTPUT or ./output).
         store: Model volume root ($VOXFLOW_STORE or ./models when empty).
@@ -49,6 +57,8 @@ def inbox(
 
     Raises:
         ModelNotWarmed: The volume is cold (the files stay in the inbox).
+        VoxflowError: Any failure of the machine or the volume (a full disk, memory): the run
+            fails at that file, which stays in the inbox; the files done before it stay done.
     """
     settings = load_settings()
     folder = Path(inbox_dir)
@@ -77,6 +87,13 @@ def inbox(
                         store=model_store.root,
                     )
                 except Exception as e:
+                    if not is_file_fault(e):
+                        log.error(
+                            "inbox: stopping at %s, which stays in the inbox: %s",
+                            item.path.name,
+                            e,
+                        )
+                        raise
                     moved = move_to_quarantine(item, quarantine, e)
                     log.error("inbox: %s failed, moved to %s: %s", item.path.name, moved, e)
                     ledger.record(item, QUARANTINED, error=str(e), moved_to=str(moved))

@@ -27,13 +27,30 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from tasks.media import content_hash
-from voxflow.errors import BadInput, VoxflowError
+from voxflow.errors import BadInput, NoAudioStream, NotMedia, VoxflowError
 
 log = logging.getLogger(__name__)
 
 LEDGER_NAME = "inbox-ledger.json"
 DONE = "done"
 QUARANTINED = "quarantined"
+
+MEDIA_SUFFIXES = frozenset(
+    ".3gp .aac .aif .aiff .amr .ape .avi .caf .flac .flv .m2ts .m4a .m4b .m4v .mka .mkv .mov "
+    ".mp2 .mp3 .mp4 .mpeg .mpg .mts .mxf .oga .ogg .ogv .opus .ts .vob .wav .weba .webm .wma "
+    ".wmv .wv".split()
+)
+"""Suffixes of the audio and video files the inbox takes; anything else is left where it is."""
+
+FILE_FAULTS: tuple[type[BaseException], ...] = (NotMedia, NoAudioStream)
+"""Failures of a file itself, which send it to quarantine. Anything else (a full disk, a cold
+volume, GPU memory, a bug) is the machine's: it fails the run and leaves the file in the inbox
+for the next run."""
+
+
+def is_file_fault(error: BaseException) -> bool:
+    """Whether ``error`` is the file's own fault (it cannot be decoded or has no audio)."""
+    return isinstance(error, FILE_FAULTS)
 
 
 class InboxBusy(VoxflowError):
@@ -142,7 +159,8 @@ def locked_ledger(path: str | os.PathLike[str]) -> Iterator[Ledger]:
 
 
 def pending_files(inbox: Path, ledger: Ledger, min_age_s: float = 0.0) -> list[InboxFile]:
-    """Files in ``inbox`` (not hidden, not in sub-folders) whose content is not done yet.
+    """Media files in ``inbox`` (not hidden, not in sub-folders, with a suffix in
+    :data:`MEDIA_SUFFIXES`) whose content is not done yet.
 
     Args:
         inbox: The folder to look in.
@@ -161,6 +179,9 @@ def pending_files(inbox: Path, ledger: Ledger, min_age_s: float = 0.0) -> list[I
     found: dict[str, InboxFile] = {}
     for path in sorted(inbox.iterdir()):
         if path.name.startswith(".") or not path.is_file():
+            continue
+        if path.suffix.lower() not in MEDIA_SUFFIXES:
+            log.debug("inbox: %s is not an audio or video file name; leaving it", path.name)
             continue
         stat = path.stat()
         if now - stat.st_mtime < min_age_s:

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
+from test_store_faults import can_mount, mount
 
 from conftest import SAMPLE
 from flows.inbox import inbox
 from tasks.inbox import LEDGER_NAME, InboxBusy, Ledger, locked_ledger, pending_files
-from voxflow.errors import ModelNotWarmed
+from voxflow.errors import ModelNotWarmed, OutputFull
 
 
 def test_pending_files_skip_hidden_fresh_and_duplicate_content(tmp_path):
@@ -89,3 +91,36 @@ def test_inbox_on_a_cold_volume_fails_and_leaves_the_files(tmp_path):
             min_age_s=0,
         )
     assert (box / "talk.mp4").exists() and not (box / "quarantine").exists()
+
+
+def test_only_media_files_are_candidates(tmp_path):
+    box = tmp_path / "inbox"
+    box.mkdir()
+    for name in ("notes.txt", "talk.mp4.part", "README", "cover.jpg", "talk.MP4", "voice.opus"):
+        (box / name).write_bytes(name.encode())
+    ledger = Ledger(tmp_path / LEDGER_NAME, {})
+
+    assert [f.path.name for f in pending_files(box, ledger)] == ["talk.MP4", "voice.opus"]
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_a_full_output_disk_fails_the_run_and_leaves_the_file_in_the_inbox(warm_store, tmp_path):
+    if not can_mount(tmp_path):
+        pytest.skip("mount is not permitted here")
+    box, out = tmp_path / "inbox", tmp_path / "out"
+    box.mkdir()
+    out.mkdir()
+    shutil.copy(SAMPLE, box / "talk.mp4")
+    mount("-t", "tmpfs", "-o", "size=300k", "tmpfs", str(out))  # less than the 27 s of audio
+    try:
+        with pytest.raises(OutputFull):
+            inbox(str(box), profile="cpu", output_dir=str(out), store=warm_store.root, min_age_s=0)
+        assert (box / "talk.mp4").exists() and not (box / "quarantine").exists()
+
+        mount("-o", "remount,size=20m", str(out))  # room again: the next run does the file
+        done = inbox(
+            str(box), profile="cpu", output_dir=str(out), store=warm_store.root, min_age_s=0
+        )
+        assert done == {"done": ["talk.mp4"], "quarantined": []}
+    finally:
+        subprocess.run(["umount", str(out)], check=True)
