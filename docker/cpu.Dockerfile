@@ -8,7 +8,6 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     VOXFLOW_HOME=/opt/voxflow \
     VOXFLOW_STORE=/models \
     VOXFLOW_OUTPUT=/data/output \
-    HF_HUB_OFFLINE=1 \
     PREFECT_LOGGING_EXTRA_LOGGERS=tasks,blocks,profiles,flows \
     PREFECT_SERVER_ANALYTICS_ENABLED=false \
     DO_NOT_TRACK=1

@@ -7,14 +7,13 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     VOXFLOW_HOME=/opt/voxflow \
     VOXFLOW_STORE=/models \
     VOXFLOW_OUTPUT=/data/output \
-    HF_HUB_OFFLINE=1 \
     PREFECT_LOGGING_EXTRA_LOGGERS=tasks,blocks,profiles,flows \
     PREFECT_SERVER_ANALYTICS_ENABLED=false \
     DO_NOT_TRACK=1
 
 WORKDIR /opt/voxflow
 COPY requirements.lock pyproject.toml README.md ./
-RUN pip install --no-cache-dir -r requirements.lock "openvino>=2024.4" "optimum[openvino]"
+RUN pip install --no-cache-dir -r requirements.lock
 COPY voxflow voxflow
 COPY flows flows
 COPY tasks tasks

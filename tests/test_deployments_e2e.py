@@ -23,7 +23,8 @@ from servers import PREFECT, postgres, prefect_server, prefect_worker
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-POOLS = ("cpu", "cuda", "mlx", "openvino")
+PROFILES = ("cpu", "cuda", "mlx", "openvino")
+POOLS = (*PROFILES, *(f"{p}-warm" for p in PROFILES))  # inference pools, then warm pools
 OUT = Path(__file__).parent / "out"  # screenshots (git-ignored)
 
 
@@ -38,7 +39,7 @@ def wait_for_text(driver, text: str, timeout: float = 150) -> None:
 
 @dataclass
 class Stack:
-    """A Prefect server with voxflow deployed and a worker on the `cpu` pool."""
+    """A Prefect server with voxflow deployed, a worker on the `cpu` pool and one on `cpu-warm`."""
 
     api: str
     env: dict[str, str]
@@ -93,10 +94,12 @@ def make_stack(tmp_path_factory) -> Iterator:
             s = Stack(api, env, home, tmp / "models", tmp / "output", guard)
 
             s.prefect("work-pool", "create", "cpu", "--type", "process")
+            s.prefect("work-pool", "create", "cpu-warm", "--type", "process")
             with temporary_settings(updates={PREFECT_API_URL: api}):
                 with get_client(sync_client=True) as client:
-                    for pool in POOLS[1:]:  # no workers: they only have to exist to deploy
-                        client.create_work_pool(WorkPoolCreate(name=pool, type="process"))
+                    for pool in POOLS:  # no workers: they only have to exist to deploy
+                        if pool not in ("cpu", "cpu-warm"):
+                            client.create_work_pool(WorkPoolCreate(name=pool, type="process"))
             s.prefect(
                 "deploy",
                 "--all",
@@ -105,7 +108,9 @@ def make_stack(tmp_path_factory) -> Iterator:
                 VOXFLOW_INBOX=str(tmp / "inbox"),
                 VOXFLOW_OUTPUT=str(s.output),
             )
-            stack.enter_context(prefect_worker("cpu", {**env, "VOXFLOW_HOME": str(ROOT)}, home))
+            worker_env = {**env, "VOXFLOW_HOME": str(ROOT)}
+            stack.enter_context(prefect_worker("cpu", worker_env, home))
+            stack.enter_context(prefect_worker("cpu-warm", worker_env, home))
             return s
 
         yield make
@@ -126,8 +131,8 @@ def warm_then_transcribe(stack: Stack) -> str:
     run = stack.run("transcribe/cpu", media=str(SAMPLE), language="en", formats=["srt", "txt"])
     assert run.state.is_completed(), run.state
     [job] = stack.output.glob("sample-*")
-    assert {p.name for p in job.iterdir()} >= {"sample.srt", "sample.txt", "run.json"}
-    assert json.loads((job / "run.json").read_text())["flow_run_id"] == str(run.id)
+    assert {p.name for p in job.iterdir()} >= {"sample.srt", "sample.txt", "records"}
+    assert json.loads((job / "records" / "run.json").read_text())["flow_run_id"] == str(run.id)
     preview = stack.artifacts(run.id)["transcript-preview"]
     assert preview.type == "markdown"
     assert (job / "sample.txt").read_text().split()[0].strip(".,") in str(preview.data)
@@ -169,11 +174,15 @@ def test_deployments_carry_pools_env_schedules_and_a_described_form(sqlite_stack
             flows = {f.id: f.name for f in client.read_flows()}
             by_name = {f"{flows[d.flow_id]}/{d.name}": d for d in client.read_deployments()}
     flow_names = ("warm-cache", "transcribe", "subtitle", "inbox")
-    assert set(by_name) == {f"{f}/{p}" for f in flow_names for p in POOLS}
+    assert set(by_name) == {f"{f}/{p}" for f in flow_names for p in PROFILES}
     for name, d in by_name.items():
-        assert d.work_pool_name == name.split("/")[1]
+        flow_name, profile = name.split("/")
         env = d.job_variables["env"]
-        assert env["HF_HUB_OFFLINE"] == "1" and env["VOXFLOW_STORE"] == str(sqlite_stack.store)
+        assert env["VOXFLOW_STORE"] == str(sqlite_stack.store)
+        if flow_name == "warm-cache":  # warms reach the sources, on workers that can write
+            assert d.work_pool_name == f"{profile}-warm" and env["HF_HUB_OFFLINE"] == "0"
+        else:  # inference never does
+            assert d.work_pool_name == profile and env["HF_HUB_OFFLINE"] == "1"
     assert by_name["warm-cache/cuda"].schedules and by_name["inbox/cpu"].schedules
     for ui in ("transcribe/cpu", "subtitle/cpu"):
         form = by_name[ui].parameter_openapi_schema["properties"]

@@ -14,6 +14,13 @@ DOCKER = ROOT / "docker"
 COMPOSE = yaml.safe_load((DOCKER / "compose.yaml").read_text())
 SERVICES = COMPOSE["services"]
 WORKERS = [name for name in SERVICES if name.startswith("worker-")]
+WARMS = [name for name in SERVICES if name.startswith("warm")]
+DEPLOYMENTS = yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"]
+LOCK = {
+    line.split("==")[0].lower().replace("_", "-"): line.split("==")[1].split(";")[0].strip()
+    for line in (ROOT / "requirements.lock").read_text().splitlines()
+    if "==" in line and not line.startswith("#")
+}
 
 
 def mounts(service: dict) -> dict[str, str]:
@@ -26,10 +33,13 @@ def mounts(service: dict) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("profile", ["cpu", "cuda", "openvino"])
-def test_an_image_per_profile_copies_files_that_exist_and_runs_offline(profile):
+def test_an_image_per_profile_copies_files_that_exist_and_leaves_the_network_to_its_service(
+    profile,
+):
+    """One image serves warms and inference: the service or deployment sets HF_HUB_OFFLINE."""
     text = (DOCKER / f"{profile}.Dockerfile").read_text()
     assert re.search(r"^FROM \S+", text, re.M)
-    assert "HF_HUB_OFFLINE=1" in text and "VOXFLOW_STORE=/models" in text
+    assert "VOXFLOW_STORE=/models" in text and "HF_HUB_OFFLINE" not in text
     for line in re.findall(r"^COPY (.+)$", text, re.M):
         *sources, _dest = line.split()
         for source in sources:
@@ -48,13 +58,52 @@ def test_named_volumes_are_declared_and_used():
     assert used == set(COMPOSE["volumes"])
 
 
-def test_workers_mount_the_model_volume_read_only_and_only_warm_writes_it():
+def test_inference_workers_mount_the_model_volume_read_only_and_only_warms_write_it():
     assert WORKERS == ["worker-cpu", "worker-gpu"]
     writers = sorted(n for n, s in SERVICES.items() if mounts(s).get("models") == "rw")
-    assert writers == ["warm", "warm-gpu"]
+    assert writers == sorted(WARMS) == ["warm", "warm-gpu", "warm-worker-cpu", "warm-worker-gpu"]
     for name in WORKERS:
         assert mounts(SERVICES[name])["models"] == "ro", name
         assert SERVICES[name]["environment"]["HF_HUB_OFFLINE"] == "1"
+    for name in WARMS:  # warms reach the models' sources
+        assert SERVICES[name]["environment"]["HF_HUB_OFFLINE"] == "0", name
+
+
+def pool_of(service: dict) -> str:
+    command = service["command"]
+    return command[command.index("--pool") + 1]
+
+
+def test_warm_deployments_land_on_warm_workers_and_inference_on_read_only_ones():
+    warm_pools = {pool_of(SERVICES[n]) for n in WARMS if "worker" in n}
+    inference_pools = {pool_of(SERVICES[n]) for n in WORKERS}
+    assert warm_pools == {"cpu-warm", "cuda-warm"} and inference_pools == {"cpu", "cuda"}
+    created = re.search(r"for pool in ([^;]+);", SERVICES["setup"]["command"][-1]).group(1).split()
+    for d in DEPLOYMENTS:
+        pool, env = d["work_pool"]["name"], d["work_pool"]["job_variables"]["env"]
+        if d["entrypoint"].startswith("flows/warm_cache.py"):
+            assert pool == f"{d['name']}-warm" and env["HF_HUB_OFFLINE"] == "0", d["name"]
+        else:
+            assert pool == d["name"] and env["HF_HUB_OFFLINE"] == "1", d["name"]
+        assert pool in created, f"setup does not create the pool {pool}"
+
+
+@pytest.mark.parametrize("profile", ["cpu", "cuda", "openvino"])
+def test_each_image_installs_only_what_the_lock_pins(profile):
+    """Every package an image's pip installs is the lock's (so the image resolves as the lock
+    does, and what resolves there is checked by scripts/check-lock.sh); nothing else on top."""
+    text = (DOCKER / f"{profile}.Dockerfile").read_text()
+    assert "optimum" not in text
+    for command in re.findall(r"pip install ([^&\n]+)", text):
+        words = command.split()
+        for i, word in enumerate(words):
+            if word.startswith("-") or (i and words[i - 1] == "-r"):
+                continue
+            if word == ".":
+                continue
+            name = re.split(r"[<>=\[ ]", word.strip("'\""))[0].lower()
+            assert name in LOCK, f"{profile}.Dockerfile installs {word}, which the lock lacks"
+        assert "-r requirements.lock" in command or "--no-deps -e ." in command
 
 
 def test_workers_start_only_after_a_successful_warm():
