@@ -26,13 +26,25 @@ _PROCESS_ENV = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "DO_NOT_TRACK": "1",
     "PYANNOTE_METRICS_ENABLED": "0",  # pyannote's usage telemetry would call otel.pyannote.ai
+    # Without PREFECT_API_URL each command starts a temporary server, whose first start on a
+    # new machine runs the database migrations: on a busy 2-core machine that takes longer
+    # than Prefect's 20 s default.
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "240",
 }
+
+_SERVER_TIMEOUT = "Timed out while attempting to connect to ephemeral Prefect API server"
 
 
 def _parser() -> argparse.ArgumentParser:
     settings = load_settings()
     parser = argparse.ArgumentParser(
         prog="voxflow", description="Media to transcripts and subtitles with open speech models."
+    )
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        default=os.environ.get("VOXFLOW_DEBUG", "") not in ("", "0"),
+        help="show tracebacks and Prefect's own failure reports (also VOXFLOW_DEBUG=1)",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -250,20 +262,18 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _transcribe(args: argparse.Namespace) -> int:
-    from flows.transcribe import transcribe
-    from profiles import load_profile, resolve_profile
-    from tasks.diarize import SpeakerCount, with_diarization
-    from tasks.media import check_media_path
+    from flows.transcribe import run_profile, transcribe
+    from profiles import resolve_profile
+    from tasks.asr import speech_language
+    from tasks.diarize import SpeakerCount
     from tasks.subtitles import parse_formats
 
-    # Cheap checks first, so bad input fails before a Prefect server starts.
-    for media in args.media:
-        check_media_path(media)
-    profile = load_profile(resolve_profile(args.profile))
+    # Cheap checks first, so bad input and a cold volume fail before a Prefect server starts.
     formats = list(parse_formats(args.format))
-    with_diarization(
-        profile, args.diarize, SpeakerCount(args.speakers, args.min_speakers, args.max_speakers)
-    )
+    speech_language(args.language)
+    name = resolve_profile(args.profile)  # 'auto' is decided once, here
+    count = SpeakerCount(args.speakers, args.min_speakers, args.max_speakers)
+    _check_before_running(args, run_profile(name, args.diarize, count, args.separate))
 
     def report(media: str, record: dict) -> None:
         _out(
@@ -273,7 +283,6 @@ def _transcribe(args: argparse.Namespace) -> int:
         for fmt, path in record["outputs"].items():
             _out(f"  {fmt:5} {path}")
 
-    name = profile.name if not args.profile.endswith(".yaml") else args.profile
     return _each_media(
         args.media,
         lambda media: transcribe(
@@ -285,20 +294,22 @@ def _transcribe(args: argparse.Namespace) -> int:
 
 def _subtitle(args: argparse.Namespace) -> int:
     from flows.subtitle import subtitle
+    from flows.transcribe import run_profile
     from profiles import resolve_profile
-    from tasks.media import check_media_path
+    from tasks.diarize import SpeakerCount
     from tasks.subtitles import parse_formats
     from tasks.translate.languages import lookup
 
-    # Cheap checks first, so bad input fails before a Prefect server starts.
-    for media in args.media:
-        check_media_path(media)
+    # Cheap checks first, so bad input and a cold volume fail before a Prefect server starts.
     targets = [lookup(code).code for code in args.to.split(",") if code.strip()]
     source = lookup(args.source).code if args.source else None
     formats = list(parse_formats(args.format))
     if not targets:
         raise BadInput("--to names no language; e.g. --to fr,de")
     profile = resolve_profile(args.profile)  # 'auto' is decided once, here
+    count = SpeakerCount(args.speakers, args.min_speakers, args.max_speakers)
+    chosen = run_profile(profile, args.diarize, count, args.separate).with_stages("translate")
+    _check_before_running(args, chosen)
 
     def report(media: str, record: dict) -> None:
         _out(f"{media}: {record['audio_seconds']:.1f} s of audio")
@@ -320,6 +331,17 @@ def _subtitle(args: argparse.Namespace) -> int:
         ),
         report,
     )
+
+
+def _check_before_running(args: argparse.Namespace, profile: Any) -> None:
+    """Every media path, the profile's hardware and its warmed models, before any flow runs."""
+    from blocks.model_store import ModelStore
+    from tasks.media import check_media_path
+    from tasks.preflight import preflight
+
+    for media in args.media:
+        check_media_path(media)
+    preflight(profile, ModelStore(root=args.store))
 
 
 def _run_kwargs(args: argparse.Namespace) -> dict[str, Any]:
@@ -357,9 +379,12 @@ def _each_media(
 
 
 def _profiles(args: argparse.Namespace) -> int:
-    from profiles import STAGES, can_run, list_profiles, load_profile
+    from profiles import STAGES, auto_profile, can_run, list_profiles, load_profile
     from tasks.registry import unavailable_reason
 
+    chosen, why = auto_profile()
+    _out(f"auto picks {chosen!r} here" + (f" ({why})" if why else ""))
+    _out()
     rows = []
     for name in list_profiles():
         profile = load_profile(name)
@@ -459,15 +484,59 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S"
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    if not args.debug and args.command in ("warm", "transcribe", "subtitle"):
+        _quiet_prefect_failures()
     run: Callable[[argparse.Namespace], int] = args.run
     try:
         return run(args)
-    except VoxflowError as e:
-        sys.stderr.write(f"voxflow: error: {e}\n")
-        return e.exit_code
     except KeyboardInterrupt:
         sys.stderr.write("voxflow: interrupted; run the same command again to resume\n")
         return 1
+    except Exception as e:
+        if args.debug:
+            raise
+        sys.stderr.write(f"voxflow: error: {_explain(e)}\n")
+        return e.exit_code if isinstance(e, VoxflowError) else 1
+
+
+def _explain(error: Exception) -> str:
+    """One line for a failure: ours say what to run; others name their type and --debug."""
+    if isinstance(error, VoxflowError):
+        return str(error)
+    if _SERVER_TIMEOUT in str(error):
+        wait = os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "20")
+        return (
+            f"the temporary Prefect server did not start within {wait} s (the machine is busy, "
+            "or this is its first start); run the command again, raise "
+            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, or start a server with "
+            "`prefect server start --background` and set PREFECT_API_URL"
+        )
+    return f"{type(error).__name__}: {error} (run again with --debug for the traceback)"
+
+
+class _NoFailureEcho(logging.Filter):
+    """Drops Prefect's console reports of a failed flow or task run: the CLI says it once."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(("prefect.flow_runs", "prefect.task_runs")):
+            return True
+        if record.levelno >= logging.ERROR:
+            return False
+        message = record.getMessage()
+        return not message.startswith("Finished in state") or "Completed" in message
+
+
+def _quiet_prefect_failures() -> None:
+    """Keep Prefect's failure reports in the run's log (the UI) but off the console."""
+    from prefect.logging.configuration import setup_logging  # noqa: F401  (configures handlers)
+
+    echo = _NoFailureEcho()
+    for name in ("prefect", "prefect.flow_runs", "prefect.task_runs", ""):
+        for handler in logging.getLogger(name).handlers:
+            if isinstance(handler, logging.StreamHandler) and not isinstance(
+                handler, logging.FileHandler
+            ):
+                handler.addFilter(echo)
 
 
 if __name__ == "__main__":

