@@ -9,7 +9,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 export PYANNOTE_METRICS_ENABLED := 0
 
-.PHONY: install demo test lint bench lock clean
+.PHONY: install demo test lint bench lock check-lock clean
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	scripts/install.sh $(VENV) $(PYTHON)
@@ -37,13 +37,16 @@ lint: install
 bench: install
 	$(BIN)/python bench/transcribe_overhead.py
 
-# Re-resolve the lock from pyproject's ranges in a throwaway venv.
-lock:
-	rm -rf /tmp/voxflow-lock && $(PYTHON) -m venv /tmp/voxflow-lock
-	/tmp/voxflow-lock/bin/pip install -q -e '.[test,openvino]'
-	( echo "# Exact versions for a reproducible install (make demo / make test)."; \
-	  echo "# Regenerate with: make lock   (pyproject.toml declares the allowed ranges)"; \
-	  /tmp/voxflow-lock/bin/pip freeze --exclude-editable ) > requirements.lock
+# Re-resolve the lock from pyproject's ranges: one universal lock, with markers, for Linux
+# x86-64 and macOS arm64 (pyproject's [tool.uv] environments), Python 3.11 to 3.13.
+lock: install
+	$(BIN)/uv pip compile pyproject.toml --universal --python-version 3.11 \
+	  --extra test --extra openvino --extra mlx --custom-compile-command "make lock" \
+	  --quiet --output-file requirements.lock
+
+# The lock resolves for every platform and Python it is for (needs the package index).
+check-lock: install
+	scripts/check-lock.sh $(BIN)/uv
 
 clean:
 	rm -rf $(VENV) $(OUTPUT) build .pytest_cache
