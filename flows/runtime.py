@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from pathlib import Path
 from typing import Literal
 
 from prefect.runtime import deployment
@@ -36,8 +37,21 @@ GPU_HARDWARE = frozenset({"cuda", "mlx"})
 
 
 def warm_deployment(profile: Profile) -> str:
-    """The deployment that warms the volume for ``profile`` (see prefect.yaml)."""
-    return f"warm-cache/{profile.name}"
+    """The deployment that warms the volume for ``profile`` (see prefect.yaml).
+
+    Under a deployment it is the warm-cache deployment of the same name (``transcribe/cpu``
+    warms through ``warm-cache/cpu``, also for a profile from a file); else the profile's.
+    """
+    name = deployment.name if under_deployment() and deployment.name else profile.name
+    return f"warm-cache/{name}"
+
+
+def profile_argument(profile: Profile) -> str:
+    """How another flow run names ``profile``: a shipped one by name, a user's by its file."""
+    from profiles import PROFILES_DIR
+
+    shipped = Path(profile.file).resolve().parent == PROFILES_DIR.resolve()
+    return profile.name if shipped else profile.file
 
 
 def under_deployment() -> bool:
@@ -87,7 +101,11 @@ def _warm(profile: Profile, store: ModelStore) -> None:
     if not under_deployment():
         from flows.warm_cache import warm_cache
 
-        warm_cache(profile=profile.name, store=store.root, with_stages=list(profile.switched_on))
+        warm_cache(
+            profile=profile_argument(profile),
+            store=store.root,
+            with_stages=list(profile.switched_on),
+        )
         return
 
     from prefect.deployments import run_deployment
@@ -95,7 +113,7 @@ def _warm(profile: Profile, store: ModelStore) -> None:
 
     name = warm_deployment(profile)
     try:
-        parameters = {"profile": profile.name, "store": store.root}
+        parameters = {"profile": profile_argument(profile), "store": store.root}
         if profile.switched_on:
             parameters["with_stages"] = list(profile.switched_on)
         run = run_deployment(name, parameters=parameters)

@@ -35,8 +35,9 @@ def warm_cache(
         force: Copy every file again even if sizes match (repairs a flipped byte).
         with_stages: Stages the profile leaves off to warm too (e.g. ``["diarize"]`` for runs
             that switch diarization on).
-        store_block: Name of a saved ModelStore block (mirrors, hub endpoint, token secret);
-            when given, ``store`` is ignored.
+        store_block: Name of a saved ModelStore block (its root, mirrors, hub endpoint and
+            token secret); a ``store`` given as well is the root this warm fills (an inference
+            run warming the volume it reads).
         mirrors: Folder URLs (file://, s3://, any fsspec URL) to try before each model's
             source for this warm, as ``<mirror>/<repo_id>/<file>``; tried before the block's.
 
@@ -50,6 +51,8 @@ def warm_cache(
     catalog = load_catalog()
     if store_block:
         model_store = ModelStore.load(store_block)
+        if store:
+            model_store = model_store.model_copy(update={"root": str(store)})
     else:
         model_store = ModelStore(root=str(store or load_settings().store))
     if mirrors:

@@ -16,7 +16,7 @@ import jiwer
 import numpy as np
 import pytest
 
-from conftest import ROOT, SAMPLE, SPEECH_TEXT, no_network_used, normalise, run_cli
+from conftest import ROOT, SAMPLE, SPEECH_TEXT, cli_env, no_network_used, normalise, run_cli
 from tasks.media import extract_audio, load_wav
 
 pytestmark = pytest.mark.e2e
@@ -167,6 +167,55 @@ def test_a_long_span_of_continuous_speech_loses_no_text(env, warm_store, tmp_pat
         jiwer.wer(reference, normalise(bare)),
     )
     assert ours_wer <= bare_wer + 0.05, (ours_wer, bare_wer, ours)
+
+
+def test_a_first_run_on_a_busy_machine_starts_its_own_server_and_succeeds(warm_store, tmp_path):
+    """No PREFECT_API_URL and a new Prefect home (the first server start runs the database
+    migrations) while every core is busy: the temporary server gets the time it needs."""
+    env = {k: v for k, v in cli_env("", guard_log=tmp_path / "blocked.log").items()}
+    env.pop("PREFECT_API_URL")
+    env["PREFECT_HOME"] = str(tmp_path / "new-prefect-home")
+    burners = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        for _ in range(os.cpu_count() or 2)
+    ]
+    try:
+        done = run_cli(transcribe_args(SAMPLE, warm_store.root, tmp_path / "out"), env)
+    finally:
+        for burner in burners:
+            burner.kill()
+            burner.wait()
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    assert list((tmp_path / "out").glob("sample-*/sample.srt"))
+    assert no_network_used(tmp_path)
+
+
+def test_warm_then_transcribe_without_a_profile_use_what_auto_picks_here(env, tmp_path):
+    """What a new user types: no --profile anywhere; `auto` must pick a profile that runs."""
+    from profiles import auto_profile
+
+    store, out = tmp_path / "models", tmp_path / "out"
+    warm = run_cli(["warm", "--store", str(store)], env)
+    assert warm.returncode == 0, warm.stderr
+    done = run_cli(["transcribe", str(SAMPLE), "--store", str(store), "--output", str(out)], env)
+    assert done.returncode == 0, done.stderr
+    record = json.loads(next(out.glob("sample-*/records/run.json")).read_text())
+    assert record["profile"] == auto_profile()[0]
+    assert list(out.glob("sample-*/sample.srt"))
+
+
+def test_expected_failures_say_one_line_without_a_traceback_unless_debugging(env, tmp_path):
+    cold = transcribe_args(SAMPLE, tmp_path / "cold", tmp_path / "out")
+    for args in (cold, ["transcribe", str(SAMPLE), "--profile", "tpu"]):
+        done = run_cli(args, env)
+        assert done.returncode == 2
+        errors = [line for line in done.stderr.splitlines() if "error" in line.lower()]
+        assert len(errors) == 1 and errors[0].startswith("voxflow: error: "), done.stderr
+        assert "Traceback" not in done.stderr
+    debug = run_cli(["--debug", *cold], env)
+    assert debug.returncode != 0 and "Traceback" in debug.stderr
+    assert "Traceback" in run_cli(cold, {**env, "VOXFLOW_DEBUG": "1"}).stderr
 
 
 def test_missing_file_is_bad_input(env, tmp_path):

