@@ -30,10 +30,8 @@ import json
 import logging
 import os
 import re
-import secrets
 import shlex
 import shutil
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -51,6 +49,9 @@ from pydantic import Field
 import voxflow
 from blocks.sources import HubAccess, Source, open_source, source_for_url
 from profiles.catalog import ModelSpec
+from voxflow.atomic import HOST as _HOST
+from voxflow.atomic import temp_name as _temp_name
+from voxflow.atomic import write_bytes
 from voxflow.errors import ModelNotWarmed, SourceError, StoreFull, StoreReadOnly, VoxflowError
 from voxflow.settings import load_settings
 
@@ -60,7 +61,6 @@ CHUNK = 8 << 20  # large reads: hashlib and write() release the GIL for the whol
 _HEX40 = re.compile(r"[0-9a-f]{40}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _REF = re.compile(r"[A-Za-z0-9._-]+")
-_HOST = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())[:40] or "host"
 STALE_TEMP_S = 3600
 """A temp file or staging folder whose writer cannot be proven alive is removed after this."""
 Progress = Callable[[str, int, int], None]
@@ -837,11 +837,6 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _temp_name() -> str:
-    """Unique per host, process and call: no two writers ever share a temp name."""
-    return f"{_HOST}-{os.getpid()}-{secrets.token_hex(6)}"
-
-
 def _writer_gone(name: str, mtime: float) -> bool:
     """Whether the writer of a temp name is surely gone (dead here, or silent for an hour)."""
     parts = name.lstrip(".").split("-")
@@ -914,12 +909,4 @@ def _link(dest: Path, blob: Path) -> None:
 
 def _atomic_write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{_temp_name()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_bytes(path, data)

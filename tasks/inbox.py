@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import secrets
 import shutil
 import time
 import traceback
@@ -27,6 +26,7 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from tasks.media import content_hash
+from voxflow.atomic import write_json
 from voxflow.errors import BadInput, NoAudioStream, NotMedia, VoxflowError
 
 log = logging.getLogger(__name__)
@@ -125,16 +125,7 @@ class Ledger:
 
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        blob = json.dumps({"files": self.entries}, indent=2, sort_keys=True).encode()
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
-        try:
-            with open(tmp, "wb") as f:
-                f.write(blob)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        write_json(self.path, {"files": self.entries}, indent=2, sort_keys=True)
 
 
 @contextmanager

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.media import check_media_path, content_hash
+from voxflow.atomic import write_json
 from voxflow.errors import OutputFull
 
 log = logging.getLogger(__name__)
@@ -153,7 +154,7 @@ def run_stage(
 
 
 def save_json(job: Job, path: Path, record: dict[str, Any], doing: str) -> None:
-    """Write a JSON record into the job directory atomically (temp file, then rename).
+    """Write a JSON record into the job directory atomically (:mod:`voxflow.atomic`).
 
     Args:
         job: The job whose directory holds ``path``.
@@ -161,10 +162,8 @@ def save_json(job: Job, path: Path, record: dict[str, Any], doing: str) -> None:
         record: A JSON-able record; other values are written as their ``str``.
         doing: What is being written, for a full disk's message.
     """
-    tmp = path.with_suffix(".json.tmp")
     with room_for(job, doing):
-        tmp.write_text(json.dumps(record, indent=1, default=str))
-    os.replace(tmp, path)
+        write_json(path, record, indent=1, default=str)
 
 
 @contextmanager

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from voxflow.atomic import atomic_file
 from voxflow.errors import BadInput, MediaNotFound, NoAudioStream, NotMedia
 
 log = logging.getLogger(__name__)
@@ -108,28 +109,23 @@ def extract_audio(
             )
         chosen = audio_streams[index]
         resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
-        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
         samples = 0
-        try:
-            with wave.open(str(tmp), "wb") as out:
-                out.setnchannels(1)
-                out.setsampwidth(2)
-                out.setframerate(SAMPLE_RATE)
-                try:
-                    for frame in container.decode(chosen):
-                        for piece in resampler.resample(frame):
-                            data = piece.to_ndarray().tobytes()
-                            samples += len(data) // 2
-                            out.writeframes(data)
-                    for piece in resampler.resample(None):
+        with atomic_file(dest) as f, wave.open(f, "wb") as out:
+            out.setnchannels(1)
+            out.setsampwidth(2)
+            out.setframerate(SAMPLE_RATE)
+            try:
+                for frame in container.decode(chosen):
+                    for piece in resampler.resample(frame):
                         data = piece.to_ndarray().tobytes()
                         samples += len(data) // 2
                         out.writeframes(data)
-                except av.FFmpegError as e:
-                    raise NotMedia(str(src), f"decoding audio stream {index} failed: {e}") from e
-            os.replace(tmp, dest)
-        finally:
-            tmp.unlink(missing_ok=True)
+                for piece in resampler.resample(None):
+                    data = piece.to_ndarray().tobytes()
+                    samples += len(data) // 2
+                    out.writeframes(data)
+            except av.FFmpegError as e:
+                raise NotMedia(str(src), f"decoding audio stream {index} failed: {e}") from e
         codec = chosen.codec_context.name
     info = AudioInfo(
         path=str(dest), duration=samples / SAMPLE_RATE, stream_index=index, codec=codec

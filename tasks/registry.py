@@ -188,11 +188,6 @@ class ModelPool:
                 self._items[key] = factory()
             return self._items[key]
 
-    def release(self) -> None:
-        """Drop every loaded model (the one place that frees their memory)."""
-        with self._lock:
-            self._items.clear()
-
 
 POOL = ModelPool()
 

@@ -39,19 +39,19 @@ def _stage_config(spec: StageSpec, ready: ReadyStage) -> dict[str, Any]:
     }
 
 
-@task(name="preflight", cache_policy=NONE)
+@task(cache_policy=NONE)
 def check_ready(profile: Profile, store: ModelStore) -> dict[str, ReadyStage]:
     """Every model and package the profile needs is here (see :func:`tasks.preflight.preflight`)."""
     return preflight(profile, store)
 
 
-@task(name="open-job", cache_policy=NONE)
+@task(cache_policy=NONE)
 def prepare_job(media: str, output_dir: str) -> Job:
     """Hash the media and create its job directory."""
     return open_job(media, output_dir)
 
 
-@task(name="extract", cache_policy=NONE)
+@task(cache_policy=NONE)
 def extract(job: Job, stream: int | None = None) -> StageResult:
     """media.extract: 16 kHz mono WAV of one audio stream into ``audio.wav``."""
     return run_stage(
@@ -64,7 +64,7 @@ def extract(job: Job, stream: int | None = None) -> StageResult:
     )
 
 
-@task(name="separate", cache_policy=NONE)
+@task(cache_policy=NONE)
 def separate_voice(job: Job, spec: StageSpec, ready: ReadyStage, audio: StageResult) -> StageResult:
     """separate: the voice stem of the extracted audio into ``<stem>.wav`` (``vocals.wav``).
 
@@ -95,7 +95,7 @@ def separate_voice(job: Job, spec: StageSpec, ready: ReadyStage, audio: StageRes
     )
 
 
-@task(name="vad", cache_policy=NONE)
+@task(cache_policy=NONE)
 def detect_speech(job: Job, spec: StageSpec, ready: ReadyStage, audio: StageResult) -> StageResult:
     """vad: speech spans into ``speech.json``."""
 
@@ -115,7 +115,7 @@ def detect_speech(job: Job, spec: StageSpec, ready: ReadyStage, audio: StageResu
     )
 
 
-@task(name="asr", cache_policy=NONE)
+@task(cache_policy=NONE)
 def recognise(
     job: Job,
     spec: StageSpec,
@@ -155,7 +155,7 @@ def recognise(
     return run_stage(job, "asr", config, speech.key, compute, outputs=lambda r: [r["path"]])
 
 
-@task(name="diarize", cache_policy=NONE)
+@task(cache_policy=NONE)
 def diarize_speakers(
     job: Job,
     spec: StageSpec,
@@ -204,7 +204,7 @@ def diarize_speakers(
     )
 
 
-@task(name="write", cache_policy=NONE)
+@task(cache_policy=NONE)
 def write_subtitles(job: Job, transcript: StageResult, formats: tuple[str, ...]) -> dict[str, str]:
     """subtitles: ``<stem>.<fmt>`` for each requested format."""
     with room_for(job, "the subtitles"):

@@ -9,12 +9,12 @@ The renderers (SRT, WebVTT, plain text, JSON) and :func:`write_outputs` sit on t
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from tasks.transcript import Segment, Transcript, Word
+from voxflow.atomic import write_text
 from voxflow.errors import BadInput
 
 __all__ = [
@@ -239,7 +239,7 @@ def write_outputs(
     paths = {}
     for fmt in parse_formats(formats):
         path = directory / f"{stem}.{fmt}"
-        _write_atomic(path, renderers[fmt]())
+        write_text(path, renderers[fmt]())
         paths[fmt] = path
     return paths
 
@@ -328,17 +328,3 @@ def _without_overlaps(cues: list[Cue], gap: float) -> list[Cue]:
 
 def _vtt_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Write to ``<name>.tmp``, fsync, then rename, so readers never see half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise

@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from voxflow.atomic import write_json
+
 
 @dataclass(frozen=True)
 class SpeechSpan:
@@ -88,11 +90,8 @@ class Transcript:
         )
 
     def save(self, path: Path) -> Path:
-        """Write as JSON (atomically: temp file then rename)."""
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), ensure_ascii=False, indent=1), encoding="utf-8")
-        tmp.replace(path)
-        return path
+        """Write as JSON, atomically (:mod:`voxflow.atomic`)."""
+        return write_json(path, self.to_dict(), ensure_ascii=False, indent=1)
 
     @classmethod
     def load(cls, path: Path) -> Transcript:

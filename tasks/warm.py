@@ -61,13 +61,13 @@ def _progress(name: str):
     return report
 
 
-@task(name="warm-model", cache_policy=NONE, task_run_name="warm {spec.name}")
+@task(cache_policy=NONE, task_run_name="warm {spec.name}")
 def warm_model(store: ModelStore, spec: ModelSpec, force: bool = False) -> WarmOutcome:
     """Prefect face of :func:`warm_one`."""
     return warm_one(store, spec, force)
 
 
-@task(name="load-check", cache_policy=NONE, task_run_name="load-check {spec.stage}")
+@task(cache_policy=NONE, task_run_name="load_check {spec.stage}")
 def load_check(
     spec: StageSpec,
     model: str | None,

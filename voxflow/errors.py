@@ -114,17 +114,6 @@ class ModelNotWarmed(VoxflowError, FileNotFoundError):
         return self.args[0]
 
 
-class CacheCorrupt(VoxflowError):
-    """A warmed model's files no longer match their manifest (size or sha256)."""
-
-    def __init__(self, model: str, file: str, detail: str, command: str) -> None:
-        self.model = model
-        self.file = file
-        super().__init__(
-            f"model {model!r} is corrupt: {file}: {detail}; run `{command}` to repair it"
-        )
-
-
 class StoreReadOnly(VoxflowError, PermissionError):
     """The model volume cannot be written (warm needs a writable volume; inference does not)."""
 
@@ -155,10 +144,6 @@ class BackendUnavailable(VoxflowError, ImportError):
         super().__init__(
             f"stage {stage!r} uses backend {backend!r}, which needs the {package!r} package: {hint}"
         )
-
-
-class LoadCheckFailed(VoxflowError):
-    """A warmed model could not be loaded and run offline by its own backend."""
 
 
 class StoreFull(VoxflowError, OSError):

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from tasks.backend import Backend
+from tasks.media import SAMPLE_RATE
 from tasks.transcript import Segment, SpeechSpan, Transcript, Word
 from voxflow.errors import BadInput
 
@@ -23,7 +24,6 @@ __all__ = [
     "split_sentences",
 ]
 
-SAMPLE_RATE = 16_000
 WHISPER_WINDOW_S = 30.0
 """The longest audio Whisper's decoder takes at once; the batched pipelines cut the rest."""
 

@@ -15,12 +15,12 @@ from typing import Any
 import numpy as np
 
 from tasks.asr import AsrBackend, decode_windows, split_sentences
+from tasks.media import SAMPLE_RATE
 from tasks.transcript import Segment, SpeechSpan, Transcript, Word
 from voxflow.errors import BackendUnavailable, ModelNotWarmed, ProfileError
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16_000
 DTYPES = ("float16", "float32")
 WEIGHT_FILES = ("weights.npz", "weights.safetensors")
 

@@ -21,12 +21,12 @@ import numpy as np
 
 from tasks.asr import AsrBackend, check_language, decode_windows, split_sentences
 from tasks.backend import require_positive
+from tasks.media import SAMPLE_RATE
 from tasks.transcript import Segment, SpeechSpan, Transcript, Word
 from voxflow.errors import BackendUnavailable, ModelNotWarmed
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16_000
 REQUIRED_FILES = (
     "openvino_encoder_model.xml",
     "openvino_decoder_model.xml",

@@ -18,12 +18,12 @@ import numpy as np
 
 from tasks.asr import AsrBackend, check_language, decode_windows, split_sentences
 from tasks.backend import require_positive
+from tasks.media import SAMPLE_RATE
 from tasks.transcript import Segment, SpeechSpan, Transcript, Word
 from voxflow.errors import BackendUnavailable, BadInput, ProfileError
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16_000
 MAX_WINDOW_S = 30.0  # Whisper's receptive field: longer windows are cut into pieces
 DTYPES = ("float32", "float16", "bfloat16")
 

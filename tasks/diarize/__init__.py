@@ -12,6 +12,7 @@ import numpy as np
 
 from profiles import Profile
 from tasks.backend import Backend
+from voxflow.atomic import write_json
 from voxflow.errors import BadInput
 
 __all__ = ["DiarizeBackend", "Diarization", "SpeakerCount", "SpeakerTurn", "with_diarization"]
@@ -94,11 +95,8 @@ class Diarization:
         )
 
     def save(self, path: Path) -> Path:
-        """Write as JSON (temp file, then rename)."""
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=1), encoding="utf-8")
-        tmp.replace(path)
-        return path
+        """Write as JSON, atomically (:mod:`voxflow.atomic`)."""
+        return write_json(path, self.to_dict(), indent=1)
 
     @classmethod
     def load(cls, path: Path) -> Diarization:

@@ -9,7 +9,6 @@ the input is; a backend only ever sees one window of audio.
 from __future__ import annotations
 
 import logging
-import os
 import wave
 from abc import abstractmethod
 from collections.abc import Callable, Iterator
@@ -19,12 +18,12 @@ from pathlib import Path
 import numpy as np
 
 from tasks.backend import Backend
+from tasks.media import SAMPLE_RATE
+from voxflow.atomic import atomic_file
 
 __all__ = ["SeparateBackend", "Separated", "stream_windows", "wav_stats", "windows"]
 
 log = logging.getLogger(__name__)
-
-SAMPLE_RATE = 16_000  # what media.extract writes and every later stage reads
 
 
 @dataclass(frozen=True)
@@ -151,32 +150,31 @@ def stream_windows(
     """
     window = int(round(window_s * SAMPLE_RATE))
     crossfade = int(round(crossfade_s * SAMPLE_RATE))
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
     written = count = 0
-    try:
-        with wave.open(str(source), "rb") as reader, wave.open(str(tmp), "wb") as writer:
-            _check_format(reader, source)
-            writer.setnchannels(1)
-            writer.setsampwidth(2)
-            writer.setframerate(SAMPLE_RATE)
-            total = reader.getnframes()
-            tail: np.ndarray | None = None
-            fade_in = np.linspace(0.0, 1.0, crossfade + 2, dtype=np.float32)[1:-1]
-            for start, end in windows(total, window, crossfade):
-                out = np.asarray(process(_read(reader, start, end - start)), dtype=np.float32)
-                if out.shape != (end - start,):
-                    raise ValueError(
-                        f"separation returned {out.shape} samples for a window of {end - start}"
-                    )
-                if tail is not None:
-                    out[:crossfade] = tail * (1.0 - fade_in) + out[:crossfade] * fade_in
-                keep = out if end == total else out[: len(out) - crossfade]
-                writer.writeframes(_pcm16(keep))
-                written += len(keep)
-                tail = None if end == total else out[len(out) - crossfade :].copy()
-                count += 1
-                log.debug("separate: window %d, up to %.0f s", count, end / SAMPLE_RATE)
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with (
+        atomic_file(dest) as f,
+        wave.open(str(source), "rb") as reader,
+        wave.open(f, "wb") as writer,
+    ):
+        _check_format(reader, source)
+        writer.setnchannels(1)
+        writer.setsampwidth(2)
+        writer.setframerate(SAMPLE_RATE)
+        total = reader.getnframes()
+        tail: np.ndarray | None = None
+        fade_in = np.linspace(0.0, 1.0, crossfade + 2, dtype=np.float32)[1:-1]
+        for start, end in windows(total, window, crossfade):
+            out = np.asarray(process(_read(reader, start, end - start)), dtype=np.float32)
+            if out.shape != (end - start,):
+                raise ValueError(
+                    f"separation returned {out.shape} samples for a window of {end - start}"
+                )
+            if tail is not None:
+                out[:crossfade] = tail * (1.0 - fade_in) + out[:crossfade] * fade_in
+            keep = out if end == total else out[: len(out) - crossfade]
+            writer.writeframes(_pcm16(keep))
+            written += len(keep)
+            tail = None if end == total else out[len(out) - crossfade :].copy()
+            count += 1
+            log.debug("separate: window %d, up to %.0f s", count, end / SAMPLE_RATE)
     return written / SAMPLE_RATE, count

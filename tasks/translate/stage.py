@@ -78,7 +78,7 @@ def transcript_result(job: Job, record: dict[str, Any]) -> StageResult:
     raise ValueError(f"the run record of {job.directory} names no transcript stage")
 
 
-@task(name="check-languages", cache_policy=NONE)
+@task(cache_policy=NONE)
 def check_languages(
     spec: StageSpec, ready: ReadyStage, source: str | None, targets: list[str]
 ) -> list[str]:
@@ -100,7 +100,7 @@ def check_languages(
     return list(dict.fromkeys(lang.code for lang in codes))
 
 
-@task(name="translate", cache_policy=NONE, task_run_name="translate {target}")
+@task(cache_policy=NONE, task_run_name="translate {target}")
 def translate(
     job: Job,
     spec: StageSpec,
@@ -137,7 +137,7 @@ def translate(
     )
 
 
-@task(name="write-translation", cache_policy=NONE, task_run_name="write {translated.stage}")
+@task(cache_policy=NONE, task_run_name="write {translated.stage}")
 def write_translation(
     job: Job, translated: StageResult, formats: tuple[str, ...]
 ) -> dict[str, str]:
