@@ -1,10 +1,20 @@
-"""The model catalog: what each model is, where it comes from, which files it needs."""
+"""The model catalog (``profiles/models.yaml``, plus ``$VOXFLOW_CATALOG``): what each model is,
+where it comes from, which files it needs; loaded and validated here."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from types import MappingProxyType
+from typing import Any
 from urllib.parse import urlparse
+
+from profiles.files import CATALOG_FILE, PROFILES_DIR, check_keys, flag, read_yaml
+from voxflow.errors import ProfileError
 
 
 @dataclass(frozen=True)
@@ -54,3 +64,168 @@ class ModelSpec:
     def repo_folder(self) -> str:
         """The hub cache folder name, ``models--org--name``."""
         return "models--" + self.repo_id.replace("/", "--")
+
+
+CATALOG_KEYS = ("source", "revision", "files", "format", "repo_id", "license", "size_mb", "pinned")
+CATALOG_REQUIRED = ("source", "revision", "files", "format")
+SOURCE_SCHEMES = (
+    "hf",
+    "pkg",
+    "file",
+    "s3",
+    "gs",
+    "gcs",
+    "az",
+    "abfs",
+    "http",
+    "https",
+    "sftp",
+    "hdfs",
+    "memory",
+)
+"""Source URL schemes the catalog accepts: the hub, Python packages, and common fsspec protocols."""
+
+_HEX40 = re.compile(r"[0-9a-f]{40}")
+_REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
+
+
+def load_catalog(path: str | Path | None = None) -> dict[str, ModelSpec]:
+    """Load and validate the model catalog.
+
+    Parsed catalogs are cached per (file, modification time), so an edited file is re-read.
+
+    Args:
+        path: The catalog file; defaults to ``models.yaml`` in :data:`PROFILES_DIR` with the
+            extra catalogs of ``$VOXFLOW_CATALOG`` merged over it (later entries win).
+
+    Returns:
+        Catalog name -> :class:`ModelSpec`, in file order (a fresh dict each call).
+
+    Raises:
+        ProfileError: The file is missing, not YAML, or an entry is invalid; the message names
+            the file, the key path (``<model>.<key>``) and the allowed values.
+    """
+    if path is None:
+        from voxflow.settings import load_settings
+
+        merged: dict[str, ModelSpec] = {}
+        for extra in (PROFILES_DIR / CATALOG_FILE, *load_settings().catalogs):
+            merged.update(load_catalog(extra))
+        return merged
+    file = Path(path).resolve()
+    try:
+        mtime = file.stat().st_mtime_ns
+    except OSError as e:
+        raise ProfileError(f"model catalog not found: {e.strerror or e}", file=str(file)) from e
+    return dict(_load_catalog_cached(str(file), mtime))
+
+
+@functools.lru_cache(maxsize=16)
+def _load_catalog_cached(file: str, mtime_ns: int) -> Mapping[str, ModelSpec]:
+    del mtime_ns  # part of the cache key only
+    data = read_yaml(Path(file))
+    if not isinstance(data, Mapping):
+        raise ProfileError("the model catalog must be a mapping of model name to entry", file=file)
+    specs = {}
+    for name, entry in data.items():
+        if not isinstance(name, str):
+            raise ProfileError(f"model names must be strings, found {name!r}", file=file)
+        specs[name] = _model_spec(name, entry, file)
+    return MappingProxyType(specs)
+
+
+def _model_spec(name: str, entry: Any, file: str) -> ModelSpec:
+    if not isinstance(entry, Mapping):
+        raise ProfileError(
+            "a catalog entry must be a mapping", file=file, key_path=name, allowed=CATALOG_KEYS
+        )
+    check_keys(entry, CATALOG_KEYS, file, f"{name}.", "catalog key")
+    for key in CATALOG_REQUIRED:
+        if key not in entry:
+            raise ProfileError(
+                f"missing required key {key!r}",
+                file=file,
+                key_path=f"{name}.{key}",
+                allowed=CATALOG_KEYS,
+            )
+    for key in ("source", "revision", "format", "repo_id", "license"):
+        if key in entry and not isinstance(entry[key], str):
+            raise ProfileError(
+                f"expected a string, found {entry[key]!r} (quote it in the YAML)",
+                file=file,
+                key_path=f"{name}.{key}",
+            )
+    pinned = flag(entry.get("pinned", True), file, f"{name}.pinned")
+    size_mb = entry.get("size_mb", 0.0)
+    if isinstance(size_mb, bool) or not isinstance(size_mb, int | float) or size_mb < 0:
+        raise ProfileError(
+            f"expected a size in MB (a number >= 0), found {size_mb!r}",
+            file=file,
+            key_path=f"{name}.size_mb",
+        )
+
+    source, revision = entry["source"], entry["revision"]
+    scheme = urlparse(source).scheme
+    if scheme and scheme not in SOURCE_SCHEMES:
+        raise ProfileError(
+            f"unknown source scheme {scheme!r} in {source!r}",
+            file=file,
+            key_path=f"{name}.source",
+            allowed=SOURCE_SCHEMES,
+        )
+    if not revision:
+        raise ProfileError("the revision must not be empty", file=file, key_path=f"{name}.revision")
+    repo_id = entry.get("repo_id")
+    if scheme == "hf":
+        hub_id = source.removeprefix("hf://").strip("/")
+        if "@" in hub_id:
+            raise ProfileError(
+                f"put the revision in the 'revision' key, not in the source {source!r}",
+                file=file,
+                key_path=f"{name}.source",
+            )
+        if not _REPO_ID.fullmatch(hub_id):
+            raise ProfileError(
+                f"a hub source is hf://org/name, found {source!r}",
+                file=file,
+                key_path=f"{name}.source",
+            )
+        if pinned and not _HEX40.fullmatch(revision):
+            raise ProfileError(
+                f"a hub model must pin its revision to a 40-hex commit, found {revision!r}; "
+                "copy the commit from the model's 'Files and versions' page, or set "
+                "'pinned: false' to accept a moving revision",
+                file=file,
+                key_path=f"{name}.revision",
+                allowed=("<40-hex commit>",),
+            )
+        repo_id = repo_id or hub_id
+    repo_id = repo_id or f"voxflow/{name}"
+    if not _REPO_ID.fullmatch(repo_id):
+        raise ProfileError(
+            f"a repo_id is org/name, found {repo_id!r}", file=file, key_path=f"{name}.repo_id"
+        )
+
+    files = entry["files"]
+    if not isinstance(files, list) or not files:
+        raise ProfileError(
+            "expected a non-empty list of file paths", file=file, key_path=f"{name}.files"
+        )
+    for i, item in enumerate(files):
+        parts = PurePosixPath(item).parts if isinstance(item, str) else ()
+        if not parts or item.startswith("/") or ".." in parts or "\\" in item:
+            raise ProfileError(
+                f"expected a relative path inside the model folder, found {item!r}",
+                file=file,
+                key_path=f"{name}.files[{i}]",
+            )
+    return ModelSpec(
+        name=name,
+        source=source,
+        revision=revision,
+        files=tuple(files),
+        format=entry["format"],
+        repo_id=repo_id,
+        license=entry.get("license", ""),
+        size_mb=float(size_mb),
+    )
