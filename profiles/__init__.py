@@ -9,6 +9,7 @@ by :func:`resolve_profile` from what :mod:`profiles.hardware` finds; everything 
 with a concrete profile.
 """
 
+from profiles.backends import BACKENDS, BackendEntry, backend_entry, known_backends
 from profiles.catalog import ModelSpec, load_catalog
 from profiles.files import CATALOG_FILE, PROFILES_DIR, list_profiles
 from profiles.hardware import (
@@ -23,7 +24,6 @@ from profiles.profile import (
     AUTO,
     BACKENDS_WITHOUT_MODEL,
     HARDWARE_ORDER,
-    KNOWN_BACKENDS,
     STAGES,
     SUBMODEL_SUFFIX,
     Profile,
@@ -33,20 +33,23 @@ from profiles.profile import (
 
 __all__ = [
     "AUTO",
+    "BACKENDS",
     "BACKENDS_WITHOUT_MODEL",
     "CATALOG_FILE",
     "HARDWARE_ORDER",
-    "KNOWN_BACKENDS",
     "PROFILES_DIR",
     "STAGES",
     "SUBMODEL_SUFFIX",
+    "BackendEntry",
     "Hardware",
     "ModelSpec",
     "Profile",
     "StageSpec",
     "auto_profile",
+    "backend_entry",
     "can_run",
     "detect_hardware",
+    "known_backends",
     "list_profiles",
     "load_catalog",
     "load_profile",

@@ -9,21 +9,13 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from profiles.backends import known_backends
 from profiles.catalog import ModelSpec, load_catalog
 from profiles.files import CATALOG_FILE, PROFILES_DIR, check_keys, flag, list_profiles, read_yaml
 from voxflow.errors import ProfileError
 
 STAGES: tuple[str, ...] = ("separate", "vad", "asr", "diarize", "translate")
 """Pipeline stages, in the order they run."""
-
-KNOWN_BACKENDS: dict[str, tuple[str, ...]] = {
-    "separate": ("demucs",),
-    "vad": ("silero", "pyannote"),
-    "asr": ("faster-whisper", "mlx-whisper", "openvino", "transformers"),
-    "diarize": ("pyannote",),
-    "translate": ("transformers", "ctranslate2", "openvino"),
-}
-"""Backends each stage may name; the task registry implements (a subset of) exactly these."""
 
 BACKENDS_WITHOUT_MODEL: frozenset[tuple[str, str]] = frozenset()
 """(stage, backend) pairs that need no catalog model. Every backend needs one today."""
@@ -46,7 +38,7 @@ class StageSpec:
 
     Attributes:
         stage: Pipeline stage, one of :data:`STAGES`.
-        backend: Backend name, one of ``KNOWN_BACKENDS[stage]``.
+        backend: Backend name, one of :func:`profiles.backends.known_backends`.
         model: Catalog name of the model, or None for a backend that needs none.
         enabled: Whether the stage runs.
         options: The backend's options, read-only; the backend validates their keys.
@@ -224,7 +216,7 @@ def load_profile(
             "a profile must enable the asr stage",
             file=file,
             key_path="stages.asr",
-            allowed=KNOWN_BACKENDS["asr"],
+            allowed=known_backends("asr"),
         )
     return Profile(
         name=path.stem, hardware=hardware, description=description.strip(), stages=stages, file=file
@@ -242,13 +234,13 @@ def _stage_spec(
     check_keys(settings, STAGE_KEYS, file, f"{where}.", "stage key")
 
     backend = settings.get("backend")
-    if backend not in KNOWN_BACKENDS[stage]:
+    if backend not in known_backends(stage):
         message = f"unknown backend {backend!r}" if "backend" in settings else "missing backend"
         raise ProfileError(
             f"{message} for stage {stage!r}",
             file=file,
             key_path=f"{where}.backend",
-            allowed=KNOWN_BACKENDS[stage],
+            allowed=known_backends(stage),
         )
 
     enabled = flag(settings.get("enabled", True), file, f"{where}.enabled")

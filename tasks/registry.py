@@ -16,42 +16,11 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from profiles import KNOWN_BACKENDS, StageSpec
+from profiles import STAGES, StageSpec, backends
 from tasks.backend import Backend
 from voxflow.errors import BackendUnavailable, ProfileError
 
 log = logging.getLogger(__name__)
-
-# stage -> backend name -> "module:Class". Imported lazily, so a backend's heavy or missing
-# packages only matter when a profile actually selects it.
-_IMPLEMENTED: dict[str, dict[str, str]] = {
-    "vad": {
-        "silero": "tasks.vad.silero:SileroVad",
-        "pyannote": "tasks.vad.pyannote:PyannoteVad",
-    },
-    "asr": {
-        "faster-whisper": "tasks.asr.faster_whisper:FasterWhisperAsr",
-        "transformers": "tasks.asr.transformers:TransformersWhisperAsr",
-        "openvino": "tasks.asr.openvino:OpenVinoWhisperAsr",
-        "mlx-whisper": "tasks.asr.mlx_whisper:MlxWhisperAsr",
-    },
-    "separate": {"demucs": "tasks.separate.demucs:DemucsSeparator"},
-    "diarize": {"pyannote": "tasks.diarize.pyannote:PyannoteDiarize"},
-    "translate": {
-        "transformers": "tasks.translate.transformers:TransformersTranslate",
-        "ctranslate2": "tasks.translate.ctranslate2:Ct2Translate",
-    },
-}
-
-# (stage, backend) -> (package, why) for declared backends left out on purpose.
-_NOT_IMPLEMENTED: dict[tuple[str, str], tuple[str, str]] = {
-    ("translate", "openvino"): (
-        "optimum-intel",
-        "optimum-intel pins transformers below 5.6 and voxflow's other stages need transformers "
-        "5, so this backend is not implemented; use backend ctranslate2 (int8, same CPUs) or "
-        "transformers (device: cpu) for the translate stage",
-    ),
-}
 
 
 def backend_class(stage: str, name: str) -> type[Backend]:
@@ -61,27 +30,28 @@ def backend_class(stage: str, name: str) -> type[Backend]:
         ProfileError: The name is not a backend of that stage.
         BackendUnavailable: The backend is known but not implemented in this version.
     """
-    known = KNOWN_BACKENDS.get(stage)
-    if known is None:
-        raise ProfileError(f"unknown stage {stage!r}", allowed=list(KNOWN_BACKENDS))
-    if name not in known:
+    if stage not in STAGES:
+        raise ProfileError(f"unknown stage {stage!r}", allowed=list(STAGES))
+    entry = backends.backend_entry(stage, name)
+    if entry is None:
         raise ProfileError(
             f"unknown backend {name!r} for stage {stage!r}",
             key_path=f"stages.{stage}.backend",
-            allowed=list(known),
+            allowed=list(backends.known_backends(stage)),
         )
-    target = _IMPLEMENTED.get(stage, {}).get(name)
-    if target is None and (stage, name) in _NOT_IMPLEMENTED:
-        raise BackendUnavailable(stage, name, *_NOT_IMPLEMENTED[stage, name])
-    if target is None:
+    if entry.implementation is None and entry.needs:
+        raise BackendUnavailable(stage, name, entry.needs, entry.why or "not implemented")
+    if entry.implementation is None:
+        implemented = [e.name for e in backends.BACKENDS if e.stage == stage and e.implementation]
         raise BackendUnavailable(
             stage,
             name,
             f"voxflow-{stage}-{name}",
             "this backend is declared but not implemented in this version of voxflow; "
             "disable the stage in the profile or choose one of: "
-            + ", ".join(sorted(_IMPLEMENTED.get(stage, {})) or ["(none yet)"]),
+            + ", ".join(sorted(implemented) or ["(none yet)"]),
         )
+    target = entry.implementation
     module_name, _, attr = target.partition(":")
     return getattr(importlib.import_module(module_name), attr)
 
@@ -162,7 +132,8 @@ def unavailable_reason(spec: StageSpec) -> str | None:
     try:
         cls = backend_class(spec.stage, spec.backend)
     except BackendUnavailable as e:
-        if (spec.stage, spec.backend) in _NOT_IMPLEMENTED:
+        entry = backends.backend_entry(spec.stage, spec.backend)
+        if entry is not None and entry.needs:
             return f"not implemented: it would need {e.package}"
         return "not implemented yet"
     try:

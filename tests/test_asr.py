@@ -201,9 +201,15 @@ def test_an_unknown_stage_is_refused():
 
 
 def test_a_declared_but_unimplemented_backend_is_unavailable(monkeypatch):
-    from tasks import registry
+    import dataclasses
 
-    monkeypatch.setitem(registry._IMPLEMENTED, "separate", {})  # every declared one exists now
+    from profiles import backends
+
+    unbuilt = tuple(  # every declared backend exists now: pretend demucs were not built yet
+        dataclasses.replace(e, implementation=None) if e.stage == "separate" else e
+        for e in backends.BACKENDS
+    )
+    monkeypatch.setattr(backends, "BACKENDS", unbuilt)
     with pytest.raises(BackendUnavailable, match="not implemented") as e:
         backend_class("separate", "demucs")
 

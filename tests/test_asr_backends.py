@@ -328,11 +328,19 @@ def test_openvino_whisper_transcribes_speech(speech):
 
 
 def test_unavailable_reason_says_what_is_missing(monkeypatch):
-    from tasks import registry
+    import dataclasses
+
+    from profiles import backends
 
     transformers_spec = StageSpec("asr", "transformers", TINY, options={"device": "cpu"})
     bad = StageSpec("asr", "transformers", TINY, options={"dtype": "float64"})
-    monkeypatch.delitem(registry._IMPLEMENTED["asr"], "openvino")
+    unbuilt = tuple(
+        dataclasses.replace(e, implementation=None)
+        if (e.stage, e.name) == ("asr", "openvino")
+        else e
+        for e in backends.BACKENDS
+    )
+    monkeypatch.setattr(backends, "BACKENDS", unbuilt)
 
     assert unavailable_reason(transformers_spec) is None
     assert unavailable_reason(bad).startswith("bad options:")

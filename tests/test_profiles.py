@@ -12,7 +12,6 @@ import yaml
 
 from profiles import (
     HARDWARE_ORDER,
-    KNOWN_BACKENDS,
     PROFILES_DIR,
     STAGES,
     Hardware,
@@ -21,6 +20,7 @@ from profiles import (
     auto_profile,
     can_run,
     detect_hardware,
+    known_backends,
     list_profiles,
     load_catalog,
     load_profile,
@@ -97,7 +97,7 @@ def test_shipped_profile_loads_and_names_only_catalog_models(name: str) -> None:
     assert profile.description
     assert list(profile.stages) == [s for s in STAGES if s in profile.stages]
     for spec in profile.stages.values():
-        assert spec.backend in KNOWN_BACKENDS[spec.stage]
+        assert spec.backend in known_backends(spec.stage)
         for model in spec.catalog_models():
             assert model in catalog, f"{name}: stages.{spec.stage} names {model!r}"
     assert profile.models()
@@ -305,7 +305,7 @@ def test_unknown_backend_lists_the_stage_backends(user_dir: Path) -> None:
     path = broken(user_dir, "backend: faster-whisper", "backend: whisper-cpp")
     with pytest.raises(ProfileError) as err:
         load_profile(str(path))
-    assert_refused(err, "broken.yaml", "stages.asr.backend", KNOWN_BACKENDS["asr"])
+    assert_refused(err, "broken.yaml", "stages.asr.backend", known_backends("asr"))
     assert "whisper-cpp" in str(err.value)
 
 
