@@ -488,10 +488,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         _quiet_prefect_failures()
     run: Callable[[argparse.Namespace], int] = args.run
     try:
-        return run(args)
+        code = run(args)
+        sys.stdout.flush()  # inside the try: a reader that left is noticed here
+        return code
     except KeyboardInterrupt:
         sys.stderr.write("voxflow: interrupted; run the same command again to resume\n")
         return 1
+    except BrokenPipeError:  # the reader left (`voxflow profiles | head`): nothing to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as e:
         if args.debug:
             raise

@@ -313,6 +313,21 @@ def test_profiles_shows_backends_models_and_what_runs_here(env):
         assert "pip install mlx-whisper" in mlx_asr
 
 
+def test_a_reader_that_leaves_early_ends_the_listing_quietly(env):
+    """`voxflow profiles | head -1`: the closed pipe is no error."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", "profiles"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    proc.stdout.close()  # the reader is gone before voxflow writes a line
+    err = proc.stderr.read()
+    proc.wait(timeout=60)
+    assert proc.returncode == 0 and "error" not in err
+
+
 def test_models_lists_the_catalog_with_warm_state(env, warm_store):
     done = run_cli(["models", "--store", warm_store.root], env)
     assert done.returncode == 0, done.stderr
