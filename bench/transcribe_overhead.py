@@ -224,7 +224,7 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     from blocks.model_store import ModelStore
     from profiles import load_catalog, load_profile
     from tasks.asr import group_spans
-    from tasks.media import extract_audio, load_wav
+    from tasks.extract import extract_audio, load_wav
     from tasks.registry import load_backend
     from tasks.transcript import SpeechSpan
 

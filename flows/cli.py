@@ -336,7 +336,7 @@ def _subtitle(args: argparse.Namespace) -> int:
 def _check_before_running(args: argparse.Namespace, profile: Any) -> None:
     """Every media path, the profile's hardware and its warmed models, before any flow runs."""
     from blocks.model_store import ModelStore
-    from tasks.media import check_media_path
+    from tasks.extract import check_media_path
     from tasks.preflight import preflight
 
     for media in args.media:

@@ -22,8 +22,7 @@ from prefect.runtime import deployment
 
 from blocks.model_store import ModelStore
 from profiles import Profile
-from tasks.preflight import ReadyStage
-from tasks.stages import check_ready
+from tasks.preflight import ReadyStage, check_ready
 from voxflow.errors import BadInput, ModelNotWarmed, WarmFailed
 from voxflow.settings import load_settings
 

@@ -14,19 +14,17 @@ from blocks.model_store import ModelStore
 from flows.runtime import OnColdCache, gpu_slot, ready_or_warm
 from profiles import Profile, load_profile, resolve_profile
 from tasks.asr import speech_language
+from tasks.asr.stage import recognise
 from tasks.diarize import SpeakerCount, with_diarization
+from tasks.diarize.stage import diarize_speakers
+from tasks.extract.stage import extract
+from tasks.job import prepare_job
 from tasks.report import transcript_preview, write_run_record
-from tasks.stages import (
-    detect_speech,
-    diarize_speakers,
-    extract,
-    prepare_job,
-    recognise,
-    separate_voice,
-    write_subtitles,
-)
+from tasks.separate.stage import separate_voice
 from tasks.subtitles import FORMATS, parse_formats
+from tasks.subtitles.stage import write_subtitles
 from tasks.transcript import Transcript
+from tasks.vad.stage import detect_speech
 from voxflow.settings import load_settings
 
 

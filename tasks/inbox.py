@@ -25,7 +25,7 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from tasks.media import content_hash
+from tasks.extract import content_hash
 from voxflow.atomic import write_json
 from voxflow.errors import BadInput, NoAudioStream, NotMedia, VoxflowError
 

@@ -26,7 +26,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tasks.media import check_media_path, content_hash
+from prefect import task
+from prefect.cache_policies import NONE
+
+from tasks.extract import check_media_path, content_hash
 from voxflow.atomic import write_json
 from voxflow.errors import OutputFull
 
@@ -80,6 +83,12 @@ def open_job(media: str | os.PathLike[str], output_dir: str | os.PathLike[str]) 
     return Job(
         media=str(path.resolve()), directory=str(directory.resolve()), sha256=digest, stem=path.stem
     )
+
+
+@task(cache_policy=NONE)
+def prepare_job(media: str, output_dir: str) -> Job:
+    """Hash the media and create its job directory (:func:`open_job`)."""
+    return open_job(media, output_dir)
 
 
 def stage_key(job: Job, stage: str, config: dict[str, Any], upstream: str | None) -> str:

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NONE
 
 from blocks.model_store import ModelStore
-from profiles import Profile, can_run, load_catalog
-from tasks.registry import resolve
+from profiles import Profile, StageSpec, can_run, load_catalog
+from tasks.backend import Backend
+from tasks.registry import load_backend, resolve
 from voxflow.errors import BadInput, ModelNotWarmed
 
 log = logging.getLogger(__name__)
@@ -33,6 +39,21 @@ class ReadyStage:
     revision: str | None
     path: str | None
     submodels: dict[str, str] = field(default_factory=dict)
+
+    def load(self, spec: StageSpec) -> Backend:
+        """The stage's backend on this local model, from the model pool: what inference and
+        the warm's load check both call."""
+        return load_backend(spec, Path(self.path) if self.path else None, self.submodels)
+
+    def config(self, spec: StageSpec) -> dict[str, Any]:
+        """What changes this stage's output, for its cache key: backend, model, revision,
+        options."""
+        return {
+            "backend": spec.backend,
+            "model": self.model,
+            "revision": self.revision,
+            "options": dict(spec.options),
+        }
 
 
 def warm_command(profile: Profile, store: ModelStore) -> str:
@@ -99,3 +120,9 @@ def preflight(profile: Profile, store: ModelStore) -> dict[str, ReadyStage]:
         ", ".join(f"{s.stage}={s.model or s.backend}" for s in ready.values()),
     )
     return ready
+
+
+@task(cache_policy=NONE)
+def check_ready(profile: Profile, store: ModelStore) -> dict[str, ReadyStage]:
+    """Every model and package the profile needs is here (see :func:`preflight`)."""
+    return preflight(profile, store)

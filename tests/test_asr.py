@@ -13,7 +13,7 @@ from conftest import SPEECH_TEXT, normalise
 from profiles import StageSpec, load_catalog
 from tasks.asr import AsrBackend, decode_windows, group_spans, speech_language, split_long_spans
 from tasks.asr.faster_whisper import FasterWhisperAsr, FasterWhisperOptions
-from tasks.media import SAMPLE_RATE, extract_audio, load_wav
+from tasks.extract import SAMPLE_RATE, extract_audio, load_wav
 from tasks.registry import backend_class, load_backend, parse_options
 from tasks.transcript import SpeechSpan, Transcript
 from voxflow.errors import BackendUnavailable, BadInput, ProfileError

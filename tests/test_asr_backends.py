@@ -16,8 +16,8 @@ from profiles import StageSpec, load_catalog, load_profile
 from tasks.asr.mlx_whisper import MlxWhisperAsr, MlxWhisperOptions
 from tasks.asr.openvino import REQUIRED_FILES, OpenVinoWhisperAsr, OpenVinoWhisperOptions
 from tasks.asr.transformers import TransformersWhisperAsr, TransformersWhisperOptions
+from tasks.extract import SAMPLE_RATE, extract_audio, load_wav
 from tasks.loadcheck import run_load_check
-from tasks.media import SAMPLE_RATE, extract_audio, load_wav
 from tasks.preflight import preflight
 from tasks.registry import backend_class, load_backend, parse_options, resolve, unavailable_reason
 from tasks.transcript import SpeechSpan, Transcript, Word

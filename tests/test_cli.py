@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, SAMPLE, SPEECH_TEXT, cli_env, no_network_used, normalise, run_cli
-from tasks.media import extract_audio, load_wav
+from tasks.extract import extract_audio, load_wav
 
 pytestmark = pytest.mark.e2e
 

@@ -11,7 +11,7 @@ import pytest
 from blocks.model_store import ModelStore
 from conftest import SPEECH_TEXT, no_network_used, normalise, run_cli
 from profiles import detect_hardware, load_catalog, load_profile, resolve_profile
-from tasks.media import extract_audio, load_wav
+from tasks.extract import extract_audio, load_wav
 from tasks.preflight import preflight
 from voxflow.errors import BadInput
 

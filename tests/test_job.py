@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tasks.extract import content_hash
 from tasks.job import Job, open_job, room_for, run_stage, stage_key
-from tasks.media import content_hash
 from voxflow.errors import MediaNotFound, OutputFull
 
 CONFIG = {"backend": "silero", "threshold": 0.5, "model": {"revision": "1.2.1"}}

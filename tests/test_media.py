@@ -1,4 +1,4 @@
-"""media.extract: real containers in, a 16 kHz mono 16-bit WAV out; bad input refused clearly."""
+"""extract: real containers in, a 16 kHz mono 16-bit WAV out; bad input refused clearly."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import av
 import numpy as np
 import pytest
 
-from tasks.media import SAMPLE_RATE, content_hash, extract_audio, load_wav
+from tasks.extract import SAMPLE_RATE, content_hash, extract_audio, load_wav
 from voxflow.errors import BadInput, MediaNotFound, NoAudioStream, NotMedia
 
 SECONDS = 2.0

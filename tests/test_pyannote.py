@@ -26,8 +26,8 @@ from conftest import cli_env, run_cli, speak
 from profiles import StageSpec, load_catalog, load_profile
 from tasks.diarize import Diarization, SpeakerCount, SpeakerTurn, with_diarization
 from tasks.diarize.assign import assign_speakers
+from tasks.extract import SAMPLE_RATE, extract_audio, load_wav
 from tasks.loadcheck import run_load_check
-from tasks.media import SAMPLE_RATE, extract_audio, load_wav
 from tasks.preflight import warm_command
 from tasks.registry import load_backend, parse_options
 from tasks.transcript import Segment, SpeechSpan, Transcript, Word

@@ -17,8 +17,8 @@ import pytest
 from blocks.model_store import ModelStore
 from conftest import ROOT, SAMPLE
 from profiles import StageSpec, load_catalog, load_profile
+from tasks.extract import load_wav
 from tasks.loadcheck import run_load_check
-from tasks.media import load_wav
 from tasks.preflight import preflight
 from tasks.registry import backend_class, load_backend
 from tasks.separate import stream_windows, wav_stats, windows

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from profiles import load_catalog, load_profile
-from tasks.media import SAMPLE_RATE, extract_audio, load_wav
+from tasks.extract import SAMPLE_RATE, extract_audio, load_wav
 from tasks.registry import load_backend, parse_options, resolve, unavailable_reason
 from tasks.vad.silero import SileroOptions, SileroVad
 from voxflow.errors import BackendUnavailable, ProfileError

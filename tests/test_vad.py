@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from profiles import load_catalog
-from tasks.media import SAMPLE_RATE, extract_audio, load_wav
+from tasks.extract import SAMPLE_RATE, extract_audio, load_wav
 from tasks.transcript import SpeechSpan
 from tasks.vad.silero import WINDOW, SileroOptions, SileroVad, spans_from_probabilities
 from voxflow.errors import ProfileError

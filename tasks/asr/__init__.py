@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from tasks.backend import Backend
-from tasks.media import SAMPLE_RATE
+from tasks.extract import SAMPLE_RATE
 from tasks.transcript import Segment, SpeechSpan, Transcript, Word
 from voxflow.errors import BadInput
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from tasks.asr import AsrBackend, decode_windows, split_sentences
-from tasks.media import SAMPLE_RATE
+from tasks.extract import SAMPLE_RATE
 from tasks.transcript import Segment, SpeechSpan, Transcript, Word
 from voxflow.errors import BackendUnavailable, ModelNotWarmed, ProfileError
 

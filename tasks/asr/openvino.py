@@ -21,7 +21,7 @@ import numpy as np
 
 from tasks.asr import AsrBackend, check_language, decode_windows, split_sentences
 from tasks.backend import require_positive
-from tasks.media import SAMPLE_RATE
+from tasks.extract import SAMPLE_RATE
 from tasks.transcript import Segment, SpeechSpan, Transcript, Word
 from voxflow.errors import BackendUnavailable, ModelNotWarmed
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from tasks.backend import Backend
-from tasks.media import SAMPLE_RATE
+from tasks.extract import SAMPLE_RATE
 from voxflow.atomic import atomic_file
 
 __all__ = ["SeparateBackend", "Separated", "stream_windows", "wav_stats", "windows"]

@@ -19,7 +19,6 @@ from prefect.cache_policies import NONE
 from profiles import StageSpec
 from tasks.job import Job, StageResult, room_for, run_stage, save_json
 from tasks.preflight import ReadyStage
-from tasks.registry import load_backend
 from tasks.subtitles import write_outputs
 from tasks.transcript import Segment, Transcript
 from tasks.translate import TranslateBackend
@@ -177,4 +176,4 @@ def record_translations(
 
 
 def _backend(spec: StageSpec, ready: ReadyStage) -> TranslateBackend:
-    return load_backend(spec, Path(ready.path) if ready.path else None, ready.submodels)
+    return ready.load(spec)

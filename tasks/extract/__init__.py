@@ -1,4 +1,4 @@
-"""media.extract: any container ffmpeg reads -> 16 kHz mono 16-bit WAV in the job directory.
+"""extract: any container ffmpeg reads -> 16 kHz mono 16-bit WAV in the job directory.
 
 Decoding streams frame by frame through PyAV's resampler, so memory stays bounded however long
 the input is. The WAV is written under a temporary name and renamed when complete.

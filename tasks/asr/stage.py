@@ -1,0 +1,59 @@
+"""The asr stage's task: words with timings into the job's ``records/transcript.json``."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NONE
+
+from profiles import StageSpec
+from tasks.extract import load_wav
+from tasks.job import Job, StageResult, run_stage
+from tasks.preflight import ReadyStage
+from tasks.transcript import SpeechSpan, Transcript
+
+log = logging.getLogger(__name__)
+
+
+@task(cache_policy=NONE)
+def recognise(
+    job: Job,
+    spec: StageSpec,
+    ready: ReadyStage,
+    audio: StageResult,
+    speech: StageResult,
+    language: str | None,
+) -> StageResult:
+    """asr: the transcript, with word timestamps, into ``transcript.json``."""
+    config = {**ready.config(spec), "language": language}
+
+    def compute() -> dict[str, Any]:
+        spans = [SpeechSpan(**s) for s in json.loads(Path(speech.result["path"]).read_text())]
+        if not spans:
+            log.warning("no speech found in %s: the transcript will be empty", Path(job.media).name)
+        backend = ready.load(spec)
+        result = backend.transcribe(load_wav(audio.result["path"]), spans, language)
+        transcript = Transcript(
+            language=result.language,
+            duration=result.duration,
+            segments=result.segments,
+            model={
+                "name": ready.model,
+                "revision": ready.revision,
+                "backend": spec.backend,
+                "options": dict(spec.options),
+            },
+        )
+        path = transcript.save(job.records / "transcript.json")
+        return {
+            "path": str(path),
+            "language": transcript.language,
+            "segments": len(transcript.segments),
+            "words": sum(len(s.words) for s in transcript.segments),
+        }
+
+    return run_stage(job, "asr", config, speech.key, compute, outputs=lambda r: [r["path"]])

@@ -1,0 +1,38 @@
+"""The vad stage's task: speech spans into the job's ``records/speech.json``."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NONE
+
+from profiles import StageSpec
+from tasks.extract import SAMPLE_RATE, load_wav
+from tasks.job import Job, StageResult, run_stage
+from tasks.preflight import ReadyStage
+from voxflow.atomic import write_json
+
+log = logging.getLogger(__name__)
+
+
+@task(cache_policy=NONE)
+def detect_speech(job: Job, spec: StageSpec, ready: ReadyStage, audio: StageResult) -> StageResult:
+    """vad: speech spans into ``speech.json``."""
+
+    def compute() -> dict[str, Any]:
+        backend = ready.load(spec)
+        spans = backend.speech_spans(load_wav(audio.result["path"]), SAMPLE_RATE)
+        path = job.records / "speech.json"
+        write_json(path, [asdict(s) for s in spans])
+        speech = round(sum(s.end - s.start for s in spans), 3)
+        log.info(
+            "vad: %d speech span(s), %.1f s of %.1f s", len(spans), speech, audio.result["duration"]
+        )
+        return {"path": str(path), "spans": len(spans), "speech_seconds": speech}
+
+    return run_stage(
+        job, "vad", ready.config(spec), audio.key, compute, outputs=lambda r: [r["path"]]
+    )
