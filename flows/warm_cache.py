@@ -10,7 +10,7 @@ from prefect.artifacts import create_table_artifact
 from blocks.model_store import ModelStore
 from profiles import load_catalog, load_profile, resolve_profile
 from tasks.inventory import cache_report
-from tasks.preflight import warm_command
+from tasks.preflight import ready_stages, warm_command
 from tasks.warm import load_check, outcome_rows, warm_model
 from voxflow.errors import WarmFailed
 from voxflow.settings import load_settings
@@ -60,19 +60,11 @@ def warm_cache(
     specs = [catalog[name] for name in chosen.models()]
     outcomes = warm_model.map(unmapped(model_store), specs, force=unmapped(force)).result()
 
-    warmed = {o.model: o for o in outcomes if o.status != "failed"}
     checks = {}
-    if load_checks:
-        for stage in chosen.enabled_stages():
-            submodels = {
-                key: warmed[name].path
-                for key, name in stage.options.items()
-                if key.endswith("_model") and name in warmed
-            }
-            if stage.model in warmed and all(n in warmed for n in stage.catalog_models()):
-                checks[stage.stage] = load_check(
-                    stage, stage.model, warmed[stage.model].path, submodels
-                )
+    if load_checks:  # what inference will load, found the way preflight finds it
+        ready, _ = ready_stages(chosen, model_store)
+        for stage, found in ready.items():
+            checks[stage] = load_check(chosen.stages[stage], found)
 
     rows = outcome_rows(outcomes, checks)
     create_table_artifact(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from abc import ABC
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar
+
+import numpy as np
 
 
 class Backend(ABC):
@@ -33,6 +35,21 @@ class Backend(ABC):
     def __init__(self, model_path: Path | None, options: Any) -> None:
         self.model_path = model_path
         self.options = options
+
+    @abstractmethod
+    def self_check(self) -> str:
+        """Run the stage once on a second of test audio (:func:`test_audio`); return what it
+        did, in a few words. The warm's offline load check calls it on the backend inference
+        would load."""
+
+
+def test_audio(seconds: float = 1.0, rate: int = 16_000) -> np.ndarray:
+    """Quiet noise with a tone: enough to drive every stage's code path."""
+    t = np.arange(int(seconds * rate)) / rate
+    rng = np.random.default_rng(0)
+    return (0.1 * np.sin(2 * np.pi * 220 * t) + 0.01 * rng.standard_normal(t.size)).astype(
+        np.float32
+    )
 
 
 def require_positive(options: Any, keys: tuple[str, ...], where: str) -> None:

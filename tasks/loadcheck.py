@@ -10,6 +10,7 @@ Usage (what :func:`run_load_check` spawns): ``python -m tasks.loadcheck '<json r
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -17,10 +18,9 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
-import numpy as np
+from profiles import StageSpec
+from tasks.preflight import ReadyStage
 
 
 @dataclass(frozen=True)
@@ -35,53 +35,10 @@ class LoadCheck:
     detail: str
 
 
-def _test_audio(seconds: float = 1.0, rate: int = 16_000) -> np.ndarray:
-    """A second of quiet noise with a tone: enough to drive every stage's code path."""
-    t = np.arange(int(seconds * rate)) / rate
-    rng = np.random.default_rng(0)
-    return (0.1 * np.sin(2 * np.pi * 220 * t) + 0.01 * rng.standard_normal(t.size)).astype(
-        np.float32
-    )
-
-
-def check_in_process(
-    stage: str,
-    backend: str,
-    options: dict[str, Any],
-    model_path: str | None,
-    submodels: dict[str, str] | None = None,
-) -> str:
-    """Load the backend from the local model path and run it once; return a short summary.
-
-    ``submodels`` maps option keys naming catalog models (pyannote's ``segmentation_model``)
-    to their local folders, as at inference.
-    """
-    from profiles import StageSpec
-    from tasks.registry import load_backend
-    from tasks.transcript import SpeechSpan
-
-    spec = StageSpec(stage=stage, backend=backend, model=None, enabled=True, options=options)
-    impl = load_backend(spec, Path(model_path) if model_path else None, submodels)
-    audio = _test_audio()
-    if stage == "vad":
-        spans = impl.speech_spans(audio, 16_000)
-        return f"{len(spans)} speech span(s) in 1 s of test audio"
-    if stage == "asr":
-        transcript = impl.transcribe(audio, [SpeechSpan(0.0, 1.0)], None)
-        return f"decoded 1 s of test audio ({len(transcript.segments)} segment(s))"
-    if stage == "separate":
-        stem = impl.separate(audio, 16_000)
-        return f"separated the {impl.stem} stem of 1 s of test audio ({stem.size} samples)"
-    if stage == "diarize":
-        from tasks.diarize import SpeakerCount
-
-        diarization = impl.diarize(audio, 16_000, SpeakerCount())
-        return f"{len(diarization.turns)} speaker turn(s) in 1 s of test audio"
-    if stage == "translate":
-        source, target = impl.supported_pairs()[0]
-        text = impl.translate(["Hello, world."], source, target)[0]
-        return f"translated a test sentence {source}->{target} ({len(text)} characters)"
-    raise ValueError(f"no load check for stage {stage!r}")
+def check_in_process(spec: StageSpec, ready: ReadyStage) -> str:
+    """Load the stage's backend as inference does (:meth:`ReadyStage.load`) and run its
+    self-check; return its summary."""
+    return ready.load(spec).self_check()
 
 
 def _network_namespace_prefix() -> list[str]:
@@ -93,23 +50,25 @@ def _network_namespace_prefix() -> list[str]:
     return [unshare, "-n"] if probe.returncode == 0 else []
 
 
-def run_load_check(
-    stage: str,
-    backend: str,
-    options: dict[str, Any],
-    model: str | None,
-    model_path: str | None,
-    timeout: float = 600,
-    submodels: dict[str, str] | None = None,
-) -> LoadCheck:
-    """Run :func:`check_in_process` in a child process with the network disabled."""
+def run_load_check(spec: StageSpec, ready: ReadyStage, timeout: float = 600) -> LoadCheck:
+    """Run :func:`check_in_process` in a child process with the network disabled.
+
+    Args:
+        spec: The profile's stage.
+        ready: What preflight found for it (:func:`tasks.preflight.ready_stages`).
+        timeout: Seconds the child may take.
+    """
+    stage, backend, model = spec.stage, spec.backend, ready.model
     request = json.dumps(
         {
-            "stage": stage,
-            "backend": backend,
-            "options": options,
-            "model_path": model_path,
-            "submodels": submodels or {},
+            "spec": {
+                "stage": spec.stage,
+                "backend": spec.backend,
+                "model": spec.model,
+                "enabled": spec.enabled,
+                "options": dict(spec.options),
+            },
+            "ready": dataclasses.asdict(ready),
         }
     )
     env = dict(
@@ -140,9 +99,7 @@ def main(argv: list[str]) -> int:
     netguard.install(allow_loopback=False)
     req = json.loads(argv[0])
     try:
-        summary = check_in_process(
-            req["stage"], req["backend"], req["options"], req["model_path"], req.get("submodels")
-        )
+        summary = check_in_process(StageSpec(**req["spec"]), ReadyStage(**req["ready"]))
     except Exception as e:  # the parent reports it; the child's only job is to say what broke
         sys.stderr.write(f"{type(e).__name__}: {e}\n")
         return 1

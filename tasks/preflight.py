@@ -11,7 +11,7 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from blocks.model_store import ModelStore
-from profiles import Profile, StageSpec, can_run, load_catalog
+from profiles import SUBMODEL_SUFFIX, Profile, StageSpec, can_run, load_catalog
 from tasks.backend import Backend
 from tasks.registry import load_backend, resolve
 from voxflow.errors import BadInput, ModelNotWarmed
@@ -62,6 +62,44 @@ def warm_command(profile: Profile, store: ModelStore) -> str:
     return f"voxflow warm --profile {profile.name} --store {store.root}{extra}"
 
 
+def ready_stages(
+    profile: Profile, store: ModelStore
+) -> tuple[dict[str, ReadyStage], list[ModelNotWarmed]]:
+    """What each enabled stage will run with, for the stages whose models are all warmed, and
+    why each of the others is not (hardware aside): the one lookup inference and the warm's
+    load check share.
+
+    """
+    catalog = load_catalog()
+    ready: dict[str, ReadyStage] = {}
+    cold: list[ModelNotWarmed] = []
+    command = warm_command(profile, store)
+    for spec in profile.enabled_stages():
+        paths: dict[str, str] = {}
+        for name in spec.catalog_models():
+            try:
+                paths[name] = str(store.locate(catalog[name], warm_command=command))
+            except ModelNotWarmed as e:
+                cold.append(e)
+        if len(paths) < len(spec.catalog_models()):
+            continue
+        model = catalog[spec.model] if spec.model else None
+        submodels = {
+            key: paths[value]
+            for key, value in spec.options.items()
+            if key.endswith(SUBMODEL_SUFFIX) and isinstance(value, str) and value in paths
+        }
+        ready[spec.stage] = ReadyStage(
+            spec.stage,
+            spec.backend,
+            model.name if model else None,
+            model.revision if model else None,
+            paths.get(spec.model) if spec.model else None,
+            submodels,
+        )
+    return ready, cold
+
+
 def preflight(profile: Profile, store: ModelStore) -> dict[str, ReadyStage]:
     """Check hardware, backend packages and warmed models for every enabled stage.
 
@@ -83,36 +121,12 @@ def preflight(profile: Profile, store: ModelStore) -> dict[str, ReadyStage]:
             f"profile {profile.name!r} cannot run on this machine: {reason}; "
             "choose another with --profile (see `voxflow profiles`)"
         )
-    catalog = load_catalog()
-    ready: dict[str, ReadyStage] = {}
-    cold: list[ModelNotWarmed] = []
-    command = warm_command(profile, store)
     for spec in profile.enabled_stages():
         resolve(spec)
-        paths: dict[str, str] = {}
-        for name in spec.catalog_models():
-            try:
-                paths[name] = str(store.locate(catalog[name], warm_command=command))
-            except ModelNotWarmed as e:
-                cold.append(e)
-        if len(paths) < len(spec.catalog_models()):
-            continue
-        model = catalog[spec.model] if spec.model else None
-        submodels = {
-            key: paths[value]
-            for key, value in spec.options.items()
-            if key.endswith("_model") and isinstance(value, str) and value in paths
-        }
-        ready[spec.stage] = ReadyStage(
-            spec.stage,
-            spec.backend,
-            model.name if model else None,
-            model.revision if model else None,
-            paths.get(spec.model) if spec.model else None,
-            submodels,
-        )
+    ready, cold = ready_stages(profile, store)
     if cold:
         details = "; ".join(f"{e.model}: {e.detail}" for e in cold)
+        command = warm_command(profile, store)
         raise ModelNotWarmed(", ".join(e.model for e in cold), store.root, details, command)
     log.info(
         "preflight: %s ready (%s)",

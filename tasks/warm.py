@@ -11,6 +11,7 @@ from prefect.cache_policies import NONE
 from blocks.model_store import ModelStore
 from profiles import ModelSpec, StageSpec
 from tasks.loadcheck import LoadCheck, run_load_check
+from tasks.preflight import ReadyStage
 from voxflow.errors import VoxflowError
 
 log = logging.getLogger(__name__)
@@ -68,17 +69,10 @@ def warm_model(store: ModelStore, spec: ModelSpec, force: bool = False) -> WarmO
 
 
 @task(cache_policy=NONE, task_run_name="load_check {spec.stage}")
-def load_check(
-    spec: StageSpec,
-    model: str | None,
-    model_path: str | None,
-    submodels: dict[str, str] | None = None,
-) -> LoadCheck:
-    """The stage's own backend loads its model (and sub-models: option key -> local folder)
-    and runs 1 s of audio, with the network off."""
-    outcome = run_load_check(
-        spec.stage, spec.backend, dict(spec.options), model, model_path, submodels=submodels
-    )
+def load_check(spec: StageSpec, ready: ReadyStage) -> LoadCheck:
+    """The stage's own backend loads what preflight found for it, as inference does, and runs
+    its self-check on 1 s of audio, with the network off."""
+    outcome = run_load_check(spec, ready)
     if outcome.ok:
         log.info(
             "load check %s/%s: ok in %.1f s (%s)",

@@ -18,7 +18,7 @@ from tasks.asr.openvino import REQUIRED_FILES, OpenVinoWhisperAsr, OpenVinoWhisp
 from tasks.asr.transformers import TransformersWhisperAsr, TransformersWhisperOptions
 from tasks.extract import SAMPLE_RATE, extract_audio, load_wav
 from tasks.loadcheck import run_load_check
-from tasks.preflight import preflight
+from tasks.preflight import ReadyStage, preflight
 from tasks.registry import backend_class, load_backend, parse_options, resolve, unavailable_reason
 from tasks.transcript import SpeechSpan, Transcript, Word
 from tests.tiny_models import build_tiny_whisper
@@ -209,9 +209,8 @@ def test_an_english_only_model_refuses_another_language(tiny_source, speech):
 def test_the_offline_load_check_passes_for_the_transformers_backend(tiny_store, tiny_catalog):
     path = tiny_store.locate(load_catalog()[TINY])
 
-    check = run_load_check(
-        "asr", "transformers", {"beam_size": 1, "batch_size": 1}, TINY, str(path), timeout=300
-    )
+    spec = StageSpec("asr", "transformers", TINY, options={"beam_size": 1, "batch_size": 1})
+    check = run_load_check(spec, ReadyStage("asr", "transformers", TINY, None, str(path)), 300)
 
     assert check.ok, check.detail
     assert "decoded 1 s of test audio" in check.detail

@@ -28,7 +28,7 @@ from tasks.diarize import Diarization, SpeakerCount, SpeakerTurn, with_diarizati
 from tasks.diarize.assign import assign_speakers
 from tasks.extract import SAMPLE_RATE, extract_audio, load_wav
 from tasks.loadcheck import run_load_check
-from tasks.preflight import warm_command
+from tasks.preflight import ReadyStage, warm_command
 from tasks.registry import load_backend, parse_options
 from tasks.transcript import Segment, SpeechSpan, Transcript, Word
 from voxflow.errors import BadInput, ProfileError
@@ -396,14 +396,10 @@ def test_diarize_load_check_passes_in_an_offline_child(pyannote_store):
         "segmentation_model": str(_located(pyannote_store, SEGMENTATION)),
         "embedding_model": str(_located(pyannote_store, EMBEDDING)),
     }
-    check = run_load_check(
-        "diarize",
-        "pyannote",
-        dict(spec.options),
-        PIPELINE,
-        str(_located(pyannote_store, PIPELINE)),
-        submodels=submodels,
+    ready = ReadyStage(
+        "diarize", "pyannote", PIPELINE, None, str(_located(pyannote_store, PIPELINE)), submodels
     )
+    check = run_load_check(spec, ready)
     assert check.ok, check.detail
     assert "speaker turn" in check.detail
 

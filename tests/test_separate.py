@@ -19,7 +19,7 @@ from conftest import ROOT, SAMPLE
 from profiles import StageSpec, load_catalog, load_profile
 from tasks.extract import load_wav
 from tasks.loadcheck import run_load_check
-from tasks.preflight import preflight
+from tasks.preflight import ReadyStage, preflight
 from tasks.registry import backend_class, load_backend
 from tasks.separate import stream_windows, wav_stats, windows
 from tasks.separate.demucs import DemucsOptions, DemucsSeparator, load_repository, save_repository
@@ -257,7 +257,8 @@ def test_a_bag_of_two_models_averages_them(tmp_path):
 def test_the_load_check_separates_offline(tiny_store):
     _, snapshot = tiny_store
 
-    check = run_load_check("separate", "demucs", {}, "htdemucs", str(snapshot))
+    spec = StageSpec("separate", "demucs", "htdemucs", options={})
+    check = run_load_check(spec, ReadyStage("separate", "demucs", "htdemucs", None, str(snapshot)))
 
     assert check.ok, check.detail
     assert "vocals stem" in check.detail

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks.backend import Backend
+from tasks.backend import Backend, test_audio
 from tasks.extract import SAMPLE_RATE
 from tasks.transcript import Segment, SpeechSpan, Transcript, Word
 from voxflow.errors import BadInput
@@ -38,6 +38,10 @@ class AsrBackend(Backend):
         self, audio: np.ndarray, spans: list[SpeechSpan], language: str | None
     ) -> Transcript:
         """Transcribe 16 kHz float32 audio, looking only at the given speech spans."""
+
+    def self_check(self) -> str:
+        transcript = self.transcribe(test_audio(), [SpeechSpan(0.0, 1.0)], None)
+        return f"decoded 1 s of test audio ({len(transcript.segments)} segment(s))"
 
 
 def decode_windows(

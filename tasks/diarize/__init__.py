@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from profiles import Profile
-from tasks.backend import Backend
+from tasks.backend import Backend, test_audio
 from voxflow.atomic import write_json
 from voxflow.errors import BadInput
 
@@ -113,6 +113,10 @@ class DiarizeBackend(Backend):
     def diarize(self, audio: np.ndarray, sample_rate: int, speakers: SpeakerCount) -> Diarization:
         """Speaker turns of 1-D float32 audio, labelled ``SPEAKER_00``, ``SPEAKER_01``, … in order
         of first appearance, within the audio's duration."""
+
+    def self_check(self) -> str:
+        diarization = self.diarize(test_audio(), 16_000, SpeakerCount())
+        return f"{len(diarization.turns)} speaker turn(s) in 1 s of test audio"
 
 
 def with_diarization(profile: Profile, diarize: bool | None, speakers: SpeakerCount) -> Profile:

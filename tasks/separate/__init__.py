@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks.backend import Backend
+from tasks.backend import Backend, test_audio
 from tasks.extract import SAMPLE_RATE
 from voxflow.atomic import atomic_file
 
@@ -64,6 +64,10 @@ class SeparateBackend(Backend):
         Implementations must keep memory bounded by their window size, not the file's length
         (see :func:`stream_windows`).
         """
+
+    def self_check(self) -> str:
+        stem = self.separate(test_audio(), SAMPLE_RATE)
+        return f"separated the {self.stem} stem of 1 s of test audio ({stem.size} samples)"
 
 
 def windows(total: int, window: int, crossfade: int) -> Iterator[tuple[int, int]]:

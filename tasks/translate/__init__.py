@@ -43,6 +43,11 @@ class TranslateBackend(Backend):
         """(source, target) language codes this model translates."""
         return self.languages.supported_pairs()
 
+    def self_check(self) -> str:
+        source, target = self.supported_pairs()[0]
+        text = self.translate(["Hello, world."], source, target)[0]
+        return f"translated a test sentence {source}->{target} ({len(text)} characters)"
+
     def translate(self, texts: Sequence[str], source: str, target: str) -> list[str]:
         """Translate texts, batched, in their order; empty texts stay empty.
 
