@@ -62,8 +62,17 @@ class ModelSpec:
 
     @property
     def repo_folder(self) -> str:
-        """The hub cache folder name, ``models--org--name``."""
+        """The hub cache folder name, ``models--org--name`` (:func:`repo_label` reverses it)."""
         return "models--" + self.repo_id.replace("/", "--")
+
+
+def repo_label(path: str | Path) -> str:
+    """A model folder's name for messages and for what its name tells (a Marian pair):
+    ``org/name`` for a folder inside ``models--org--name``, else the folder's own name."""
+    for part in reversed(Path(path).parts):
+        if part.startswith("models--"):
+            return part.removeprefix("models--").replace("--", "/")
+    return Path(path).name
 
 
 CATALOG_KEYS = ("source", "revision", "files", "format", "repo_id", "license", "size_mb", "pinned")

@@ -9,9 +9,10 @@ import pytest
 from translation_models import build_all
 
 from profiles import StageSpec
+from profiles.catalog import repo_label
 from tasks.registry import backend_class, load_backend
 from tasks.transcript import Segment, Transcript, Word
-from tasks.translate import marian_pair, model_name
+from tasks.translate import marian_pair
 from tasks.translate.languages import (
     LANGUAGES,
     lookup,
@@ -120,7 +121,7 @@ def test_a_marian_folder_says_its_pair_by_tokenizer_config_or_name(tmp_path):
     folder = tmp_path / "models--Helsinki-NLP--opus-mt-fr-es" / "snapshots" / "abc"
     folder.mkdir(parents=True)
     (folder / "source.spm").write_bytes(b"")
-    assert model_name(folder) == "Helsinki-NLP/opus-mt-fr-es"
+    assert repo_label(folder) == "Helsinki-NLP/opus-mt-fr-es"
     assert marian_pair(folder) == ("fr", "es")
     (folder / "tokenizer_config.json").write_text('{"source_lang": "en", "target_lang": "de"}')
     assert marian_pair(folder) == ("en", "de")

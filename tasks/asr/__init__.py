@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from abc import abstractmethod
-from pathlib import Path
 
 import numpy as np
 
+from profiles.catalog import repo_label
 from tasks.backend import Backend, test_audio
 from tasks.extract import SAMPLE_RATE
 from tasks.transcript import Segment, SpeechSpan, Transcript, Word
@@ -18,7 +18,6 @@ __all__ = [
     "check_language",
     "decode_windows",
     "group_spans",
-    "model_label",
     "speech_language",
     "split_long_spans",
     "split_sentences",
@@ -184,15 +183,6 @@ def check_language(model_path: object, multilingual: bool, language: str | None)
     """
     if language and not multilingual and language != "en":
         raise BadInput(
-            f"the model {model_label(model_path)} is English-only; language {language!r} "
+            f"the model {repo_label(str(model_path))} is English-only; language {language!r} "
             "was asked for (use a profile with a multilingual model, or --language en)"
         )
-
-
-def model_label(model_path: object) -> str:
-    """A model's name for messages: ``org/name`` for a snapshot in the hub layout."""
-    path = Path(str(model_path))
-    repo = path.parent.parent.name
-    if path.parent.name == "snapshots" and repo.startswith("models--"):
-        return repo.removeprefix("models--").replace("--", "/")
-    return path.name

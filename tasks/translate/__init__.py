@@ -16,6 +16,7 @@ from abc import abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
 
+from profiles.catalog import repo_label
 from tasks.backend import Backend
 from tasks.translate.languages import Language, ModelLanguages, lookup
 
@@ -25,7 +26,6 @@ __all__ = [
     "TranslateBackend",
     "lookup",
     "marian_pair",
-    "model_name",
 ]
 
 
@@ -83,14 +83,6 @@ class TranslateBackend(Backend):
         """Translate one batch of non-empty texts between a pair already checked."""
 
 
-def model_name(path: Path) -> str:
-    """A model folder's name for messages: ``org/name`` for a snapshot in the hub layout."""
-    for part in reversed(Path(path).parts):
-        if part.startswith("models--"):
-            return part.removeprefix("models--").replace("--", "/")
-    return Path(path).name
-
-
 _OPUS_MT = re.compile(r"opus-mt-(?:tc-big-)?([A-Za-z]{2,3})-([A-Za-z]{2,3})")
 
 
@@ -108,5 +100,5 @@ def marian_pair(folder: Path) -> tuple[str, str] | None:
         config = json.loads(config_file.read_text(encoding="utf-8"))
         if config.get("source_lang") and config.get("target_lang"):
             return str(config["source_lang"]), str(config["target_lang"])
-    match = _OPUS_MT.search(model_name(folder))
+    match = _OPUS_MT.search(repo_label(folder))
     return (match.group(1), match.group(2)) if match else None

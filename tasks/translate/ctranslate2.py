@@ -15,7 +15,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from tasks.translate import TranslateBackend, marian_pair, model_name
+from profiles.catalog import repo_label
+from tasks.translate import TranslateBackend, marian_pair
 from tasks.translate.languages import Language, model_languages
 from voxflow.errors import BadInput, ProfileError
 
@@ -73,7 +74,7 @@ class Ct2Translate(TranslateBackend):
         import sentencepiece
 
         path = Path(str(model_path))
-        name = model_name(path)
+        name = repo_label(path)
         pair = marian_pair(path)
         self.family, self.languages = model_languages(name, _vocabulary(path), pair)
         if pair is not None:
@@ -133,6 +134,6 @@ def _first(folder: Path, names: tuple[str, ...], model: str) -> Path:
 
 
 def _vocabulary(folder: Path) -> list[str]:
-    file = _first(folder, VOCABULARY_FILES, model_name(folder))
+    file = _first(folder, VOCABULARY_FILES, repo_label(folder))
     text = file.read_text(encoding="utf-8")
     return json.loads(text) if file.suffix == ".json" else text.splitlines()

@@ -11,7 +11,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from tasks.translate import TranslateBackend, marian_pair, model_name
+from profiles.catalog import repo_label
+from tasks.translate import TranslateBackend, marian_pair
 from tasks.translate.languages import Language, model_languages
 from voxflow.errors import ProfileError
 
@@ -82,7 +83,7 @@ class TransformersTranslate(TranslateBackend):
         if lang_codes and type(tokenizer).__name__.startswith("M2M100"):
             vocabulary += [tokenizer.get_lang_token(code) for code in lang_codes]
         pair = marian_pair(path) if self.model.config.model_type == "marian" else None
-        self.family, self.languages = model_languages(model_name(path), vocabulary, pair)
+        self.family, self.languages = model_languages(repo_label(path), vocabulary, pair)
         self._skip = set(tokenizer.all_special_ids)
         if self.family == "m2m100":
             # Language tokens and the "madeup" padding words sit above the text vocabulary.
