@@ -1,14 +1,7 @@
 """The model volume: every model in the Hugging Face hub cache layout, with an offline manifest.
 
-Layout under ``root``::
-
-    hub/models--org--name/blobs/<sha256>                      file contents
-    hub/models--org--name/snapshots/<snapshot_id>/<file>      relative symlink to its blob
-    hub/models--org--name/refs/main                           the snapshot id
-    manifests/models--org--name/<snapshot_id>.json            written last: "this is complete"
-    manifests/models--org--name/<snapshot_id>.verified.json   the last verify: when, deep, bad files
-    .locks/models--org--name.lock                             one warmer per model at a time
-    .staging/models--org--name/<host>-<pid>-<hex>/            hub downloads before their rename
+Every path of a model in the volume comes from :func:`blocks.layout.model_paths` (the hub
+cache layout plus manifests, locks and staging folders).
 
 Only :meth:`ModelStore.warm` writes model files, always a per-process temp name -> fsync ->
 ``os.replace``, under a file lock. The rename is the commit, so even where ``flock`` is not
@@ -47,6 +40,7 @@ from prefect.blocks.core import Block
 from pydantic import Field
 
 import voxflow
+from blocks.layout import HEX40, REF, ModelPaths, lock_path, model_paths
 from blocks.sources import HubAccess, Source, open_source, source_for_url
 from profiles.catalog import ModelSpec
 from voxflow.atomic import HOST as _HOST
@@ -58,9 +52,7 @@ from voxflow.settings import load_settings
 log = logging.getLogger(__name__)
 
 CHUNK = 8 << 20  # large reads: hashlib and write() release the GIL for the whole chunk
-_HEX40 = re.compile(r"[0-9a-f]{40}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-_REF = re.compile(r"[A-Za-z0-9._-]+")
 STALE_TEMP_S = 3600
 """A temp file or staging folder whose writer cannot be proven alive is removed after this."""
 Progress = Callable[[str, int, int], None]
@@ -143,40 +135,25 @@ class ModelStore(Block):
 
     # -- layout ------------------------------------------------------------------------------
 
-    def snapshot_id(self, spec: ModelSpec) -> str:
-        """The snapshot folder name of ``spec`` in this volume.
+    def paths(self, spec: ModelSpec) -> ModelPaths:
+        """Every path of ``spec`` in this volume (:mod:`blocks.layout`)."""
+        return model_paths(self.root, spec)
 
-        A pinned model's is fixed by the catalog; a hub model with a moving revision
-        (``pinned: false``) uses the commit its last warm resolved, recorded in
-        ``refs/<revision>`` as the hub cache does.
-        """
-        if spec.scheme == "hf" and not _HEX40.fullmatch(spec.revision):
-            if _REF.fullmatch(spec.revision):
-                try:
-                    commit = (self._repo(spec) / "refs" / spec.revision).read_text().strip()
-                except OSError:
-                    commit = ""
-                if _HEX40.fullmatch(commit):
-                    return commit
-        return spec.snapshot_id
+    def snapshot_id(self, spec: ModelSpec) -> str:
+        """The snapshot folder name of ``spec`` in this volume."""
+        return self.paths(spec).snapshot_id
 
     def snapshot_dir(self, spec: ModelSpec) -> Path:
         """Return the folder a backend loads ``spec`` from (whether or not it is warmed)."""
-        return self._repo(spec) / "snapshots" / self.snapshot_id(spec)
+        return self.paths(spec).snapshot
 
     def manifest_path(self, spec: ModelSpec) -> Path:
         """Return the manifest whose presence means ``spec`` is completely warmed."""
-        return self._manifests(spec) / f"{self.snapshot_id(spec)}.json"
+        return self.paths(spec).manifest
 
     def verified_path(self, spec: ModelSpec) -> Path:
         """Return the record of the last :meth:`verify` of ``spec``."""
-        return self._manifests(spec) / f"{self.snapshot_id(spec)}.verified.json"
-
-    def _manifests(self, spec: ModelSpec) -> Path:
-        return Path(self.root) / "manifests" / spec.repo_folder
-
-    def _repo(self, spec: ModelSpec) -> Path:
-        return Path(self.root) / "hub" / spec.repo_folder
+        return self.paths(spec).verified
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -301,7 +278,7 @@ class ModelStore(Block):
         except (OSError, ValueError, KeyError, TypeError) as e:
             return _Inspection(None, [f"manifest {path} is unreadable ({e!r})"], [], [])
         snapshot = self.snapshot_dir(spec)
-        blobs = os.path.realpath(self._repo(spec) / "blobs")
+        blobs = os.path.realpath(self.paths(spec).blobs)
         problems = [f"{f} is not in the manifest" for f in spec.files if f not in sizes]
         bad: list[str] = []
         newer: list[str] = []
@@ -372,7 +349,7 @@ class ModelStore(Block):
                 raise StoreReadOnly(self.root, "files differ from their manifest")
         else:
             self._make_writable()
-            lock = Path(self.root) / ".locks" / f"{spec.repo_folder}.lock"
+            lock = self.paths(spec).lock
             try:
                 with FileLock(lock, mode=0o664):
                     state = self._inspect(spec, suspects=True)  # another warmer may be done
@@ -467,8 +444,8 @@ class ModelStore(Block):
         # A stale manifest must go first: an interrupted repair must not look complete.
         self.manifest_path(spec).unlink(missing_ok=True)
         self.verified_path(spec).unlink(missing_ok=True)
-        repo = self._repo(spec)
-        blobs = repo / "blobs"
+        paths = self.paths(spec)
+        blobs = paths.blobs
         source = open_source(spec, self.hub_access() if spec.scheme == "hf" else None)
         known = {} if force else {e["path"]: e for e in (old or {}).get("files", [])}
         reuse = {
@@ -479,7 +456,7 @@ class ModelStore(Block):
             and _has_size(blobs / known[f]["sha256"], known[f]["size"])
         }
         jobs = [f for f in spec.files if f not in reuse]
-        staging = Path(self.root) / ".staging" / spec.repo_folder / _temp_name()
+        staging = paths.staging / _temp_name()
         needed = sum(e["size"] for e in reuse.values())
         try:
             blobs.mkdir(parents=True, exist_ok=True)
@@ -489,7 +466,8 @@ class ModelStore(Block):
             fetched = self._run_jobs(spec, source, plan, blobs, staging, progress, force or bad)
             entries = [reuse.get(f) or fetched[f] for f in spec.files]
             snapshot_id = self._resolved_snapshot(spec, source)
-            snapshot = repo / "snapshots" / snapshot_id
+            resolved = paths.with_snapshot(snapshot_id)
+            snapshot = resolved.snapshot
             for entry in entries:
                 _link(snapshot / entry["path"], blobs / entry["sha256"])
             manifest = {
@@ -504,12 +482,11 @@ class ModelStore(Block):
                 "warmed_at": _now(),
                 "voxflow": voxflow.__version__,
             }
-            path = self._manifests(spec) / f"{snapshot_id}.json"
-            _atomic_write(path, json.dumps(manifest, indent=2).encode())
-            _atomic_write(repo / "refs" / "main", snapshot_id.encode())
-            if spec.revision != "main" and spec.scheme == "hf" and _REF.fullmatch(spec.revision):
-                if not _HEX40.fullmatch(spec.revision):
-                    _atomic_write(repo / "refs" / spec.revision, snapshot_id.encode())
+            _atomic_write(resolved.manifest, json.dumps(manifest, indent=2).encode())
+            _atomic_write(paths.ref("main"), snapshot_id.encode())
+            if spec.revision != "main" and spec.scheme == "hf" and REF.fullmatch(spec.revision):
+                if not HEX40.fullmatch(spec.revision):
+                    _atomic_write(paths.ref(spec.revision), snapshot_id.encode())
         except OSError as e:
             if e.errno == errno.ENOSPC and not isinstance(e, VoxflowError):
                 free = shutil.disk_usage(self.root).free
@@ -520,7 +497,7 @@ class ModelStore(Block):
         return manifest
 
     def _resolved_snapshot(self, spec: ModelSpec, source: Source) -> str:
-        if spec.scheme == "hf" and not _HEX40.fullmatch(spec.revision):
+        if spec.scheme == "hf" and not HEX40.fullmatch(spec.revision):
             commit = source.commit()  # type: ignore[attr-defined]
             log.info("%s: revision %s is commit %s", spec.name, spec.revision, commit)
             return commit
@@ -776,7 +753,7 @@ class ModelStore(Block):
             by_repo.setdefault(repo, []).append(path)
         freed = 0
         for repo, items in by_repo.items():
-            with FileLock(Path(self.root) / ".locks" / f"{repo or 'volume'}.lock", mode=0o664):
+            with FileLock(lock_path(Path(self.root), repo), mode=0o664):
                 for path in items:
                     size = _du(path)
                     if path.is_dir() and not path.is_symlink():
