@@ -40,12 +40,11 @@ from prefect.blocks.core import Block
 from pydantic import Field
 
 import voxflow
-from blocks.layout import HEX40, REF, ModelPaths, lock_path, model_paths
+from blocks.layout import HEX40, REF, ModelPaths, model_paths
 from blocks.sources import HubAccess, Source, open_source, source_for_url
 from profiles.catalog import ModelSpec
-from voxflow.atomic import HOST as _HOST
 from voxflow.atomic import temp_name as _temp_name
-from voxflow.atomic import write_bytes
+from voxflow.atomic import write_bytes, writer_gone
 from voxflow.errors import ModelNotWarmed, SourceError, StoreFull, StoreReadOnly, VoxflowError
 from voxflow.settings import load_settings
 
@@ -53,8 +52,6 @@ log = logging.getLogger(__name__)
 
 CHUNK = 8 << 20  # large reads: hashlib and write() release the GIL for the whole chunk
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-STALE_TEMP_S = 3600
-"""A temp file or staging folder whose writer cannot be proven alive is removed after this."""
 Progress = Callable[[str, int, int], None]
 """Called as ``progress(file, bytes_done, file_size)`` after each chunk copied."""
 
@@ -192,6 +189,10 @@ class ModelStore(Block):
             manifest.get("warmed_at"),
             tuple(state.problems),
         )
+
+    def manifest(self, spec: ModelSpec) -> dict[str, Any] | None:
+        """The manifest of ``spec``'s snapshot when it is there and trusted, else None."""
+        return self._inspect(spec).manifest
 
     def last_verified(self, spec: ModelSpec) -> dict[str, Any] | None:
         """The record of the last verify (``verified_at``, ``deep``, ``ok``, ``bad_files``)."""
@@ -348,7 +349,7 @@ class ModelStore(Block):
             if self._rehash(spec, manifest, state.suspects):
                 raise StoreReadOnly(self.root, "files differ from their manifest")
         else:
-            self._make_writable()
+            self.check_writable()
             lock = self.paths(spec).lock
             try:
                 with FileLock(lock, mode=0o664):
@@ -400,7 +401,8 @@ class ModelStore(Block):
         os.utime(self.manifest_path(spec), ns=(stamp, stamp))
         self.verified_path(spec).unlink(missing_ok=True)
 
-    def _make_writable(self) -> None:
+    def check_writable(self) -> None:
+        """Raise :class:`StoreReadOnly` unless this process can write the volume."""
         root = Path(self.root)
         try:
             (root / ".locks").mkdir(parents=True, exist_ok=True)
@@ -680,96 +682,6 @@ class ModelStore(Block):
             os.fsync(dst.fileno())
         return digest.hexdigest(), done
 
-    # -- housekeeping ------------------------------------------------------------------------
-
-    def usage(self) -> tuple[int, int, int]:
-        """Return (bytes the volume's files use, disk size, disk free) for the volume."""
-        root = Path(self.root)
-        used = sum(p.lstat().st_size for p in root.rglob("*") if p.is_file() and not p.is_symlink())
-        disk = shutil.disk_usage(root if root.exists() else root.parent)
-        return used, disk.total, disk.free
-
-    def unreferenced(self, keep: list[ModelSpec]) -> list[tuple[Path, int]]:
-        """Everything on the volume that none of ``keep`` needs, with its size in bytes.
-
-        That is: repos of models not in ``keep``, other snapshots (and their manifests) of the
-        kept ones, blobs no kept manifest lists, and temp files of warms that are surely gone.
-        A kept model that is not warmed keeps nothing (its next warm fetches again).
-        """
-        wanted: dict[str, dict[str, ModelSpec]] = {}
-        for spec in keep:
-            wanted.setdefault(spec.repo_folder, {})[self.snapshot_id(spec)] = spec
-        root = Path(self.root)
-        found: list[tuple[Path, int]] = []
-        for repo in sorted((root / "hub").glob("models--*")):
-            if repo.name not in wanted:
-                found.append((repo, _du(repo)))
-                if (root / "manifests" / repo.name).exists():
-                    found.append(
-                        (root / "manifests" / repo.name, _du(root / "manifests" / repo.name))
-                    )
-                continue
-            snaps = wanted[repo.name]
-            blobs: set[str] = set()
-            for spec in snaps.values():
-                state = self._inspect(spec)
-                if state.manifest is not None:
-                    blobs |= {e["sha256"] for e in state.manifest["files"]}
-            for snap in sorted((repo / "snapshots").glob("*")):
-                if snap.name not in snaps:
-                    found.append((snap, 0))
-            for manifest in sorted((root / "manifests" / repo.name).glob("*.json")):
-                if manifest.name.split(".")[0] not in snaps:
-                    found.append((manifest, manifest.stat().st_size))
-            for blob in sorted((repo / "blobs").glob("*")):
-                temp = blob.name.startswith(".")
-                name = blob.name.removesuffix(".incomplete")
-                if (temp and _writer_gone(name, blob.lstat().st_mtime)) or (
-                    not temp and blob.name not in blobs
-                ):
-                    found.append((blob, blob.lstat().st_size))
-        for staging in sorted((root / ".staging").glob("*/*")):
-            if _writer_gone(staging.name, staging.lstat().st_mtime):
-                found.append((staging, _du(staging)))
-        return found
-
-    def remove(self, paths: list[Path]) -> int:
-        """Delete what :meth:`unreferenced` listed, each repo under its warm lock.
-
-        Returns:
-            Bytes freed.
-
-        Raises:
-            StoreReadOnly: The volume cannot be written.
-        """
-        self._make_writable()
-        root = Path(self.root).resolve()
-        by_repo: dict[str, list[Path]] = {}
-        for path in paths:
-            if not path.resolve().is_relative_to(root) or path.resolve() == root:
-                raise SourceError(f"refusing to delete {path}: it is not inside {root}")
-            rel = path.resolve().relative_to(root).parts
-            repo = rel[1] if len(rel) > 1 else ""
-            by_repo.setdefault(repo, []).append(path)
-        freed = 0
-        for repo, items in by_repo.items():
-            with FileLock(lock_path(Path(self.root), repo), mode=0o664):
-                for path in items:
-                    size = _du(path)
-                    if path.is_dir() and not path.is_symlink():
-                        shutil.rmtree(path)
-                    else:
-                        path.unlink(missing_ok=True)
-                    freed += size
-                    log.info("pruned %s (%d bytes)", path, size)
-        return freed
-
-
-def _du(path: Path) -> int:
-    if path.is_symlink() or path.is_file():
-        return path.lstat().st_size
-    return sum(p.lstat().st_size for p in path.rglob("*") if not p.is_dir() or p.is_symlink())
-
 
 @contextmanager
 def _reading(spec: ModelSpec, reader: Source, file: str) -> Iterator[None]:
@@ -814,26 +726,12 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _writer_gone(name: str, mtime: float) -> bool:
-    """Whether the writer of a temp name is surely gone (dead here, or silent for an hour)."""
-    parts = name.lstrip(".").split("-")
-    if len(parts) >= 3 and "-".join(parts[:-2]) == _HOST and parts[-2].isdigit():
-        try:
-            os.kill(int(parts[-2]), 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False
-        return False
-    return time.time() - mtime > STALE_TEMP_S
-
-
 def _clean_stale(blobs: Path, staging: Path) -> None:
     """Remove temp files and staging folders left by killed warmers (called under the lock)."""
     for path in [*blobs.glob(".*.incomplete"), *(staging.iterdir() if staging.is_dir() else [])]:
         name = path.name.removesuffix(".incomplete")
         try:
-            if _writer_gone(name, path.lstat().st_mtime):
+            if writer_gone(name, path.lstat().st_mtime):
                 log.info("removing %s, left by an interrupted warm", path)
                 if path.is_dir():
                     shutil.rmtree(path, ignore_errors=True)

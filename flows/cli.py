@@ -449,20 +449,23 @@ def _cache_report(args: argparse.Namespace) -> int:
 
 def _cache_prune(args: argparse.Namespace) -> int:
     from blocks.model_store import ModelStore
+    from blocks.prune import execute_prune
     from tasks.inventory import prune_plan
 
     store = ModelStore(root=args.store)
     plan = prune_plan(store, args.keep_profile)
-    total = sum(size for _, size in plan)
-    for path, size in plan:
+    for path, size in plan.items:
         _out(f"{'delete' if args.yes else 'would delete'}  {path}  ({size / 1e6:.1f} MB)")
-    if not plan:
+    if not plan.items:
         _out("nothing to prune: every revision and blob on the volume is referenced")
     elif args.yes:
-        freed = store.remove([path for path, _ in plan])
-        _out(f"pruned {len(plan)} item(s), {freed / 1e6:.1f} MB freed")
+        freed = execute_prune(store, plan)
+        _out(f"pruned {len(plan.items)} item(s), {freed / 1e6:.1f} MB freed")
     else:
-        _out(f"{len(plan)} item(s), {total / 1e6:.1f} MB; run again with --yes to delete them")
+        _out(
+            f"{len(plan.items)} item(s), {plan.total / 1e6:.1f} MB; "
+            "run again with --yes to delete them"
+        )
     return 0
 
 

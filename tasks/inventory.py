@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from blocks.model_store import ModelStore
+from blocks.prune import PrunePlan, plan_prune, volume_usage
 from profiles import Profile, list_profiles, load_catalog, load_profile
 from profiles.catalog import ModelSpec
 
@@ -166,7 +167,7 @@ def cache_report(store: ModelStore, profile: Profile | None = None) -> CacheRepo
         specs = [(catalog[name], role) for name, role in uses.items()]
     else:
         specs = [(spec, "-") for spec in catalog.values() if store.manifest_path(spec).exists()]
-    used, disk, free = store.usage()
+    used, disk, free = volume_usage(store)
     return CacheReport(
         root=store.root,
         profile=profile.name if profile else None,
@@ -188,8 +189,6 @@ def referenced_models(extra_profiles: list[str] | None = None) -> list[ModelSpec
     return [catalog[name] for name in names if name in catalog]
 
 
-def prune_plan(
-    store: ModelStore, extra_profiles: list[str] | None = None
-) -> list[tuple[Path, int]]:
+def prune_plan(store: ModelStore, extra_profiles: list[str] | None = None) -> PrunePlan:
     """What ``voxflow cache prune`` would delete: paths no profile needs, with their sizes."""
-    return store.unreferenced(referenced_models(extra_profiles))
+    return plan_prune(store, referenced_models(extra_profiles))

@@ -13,6 +13,7 @@ import os
 import re
 import secrets
 import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,6 +26,26 @@ HOST = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())[:40] or "host"
 def temp_name() -> str:
     """A name no other writer on any host uses at the same time: ``<host>-<pid>-<token>``."""
     return f"{HOST}-{os.getpid()}-{secrets.token_hex(6)}"
+
+
+STALE_TEMP_S = 3600
+"""A temp file whose writer cannot be proven alive is taken as abandoned after this."""
+
+
+def writer_gone(name: str, mtime: float) -> bool:
+    """Whether the writer of a :func:`temp_name` is surely gone: a process of this host that
+    no longer runs, or silence for :data:`STALE_TEMP_S` (another host's, or a name that is not
+    one of ours)."""
+    parts = name.lstrip(".").split("-")
+    if len(parts) >= 3 and "-".join(parts[:-2]) == HOST and parts[-2].isdigit():
+        try:
+            os.kill(int(parts[-2]), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+    return time.time() - mtime > STALE_TEMP_S
 
 
 def temp_path(path: Path) -> Path:
