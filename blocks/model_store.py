@@ -16,7 +16,6 @@ nothing relative with ``..``, nothing absolute, and snapshot links must land in 
 
 from __future__ import annotations
 
-import contextvars
 import errno
 import hashlib
 import json
@@ -25,11 +24,8 @@ import os
 import re
 import shlex
 import shutil
-import threading
 import time
-from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -40,8 +36,9 @@ from prefect.blocks.core import Block
 from pydantic import Field
 
 import voxflow
+from blocks.fetch import CHUNK, Progress, fetch_all, has_size, plan_fetch
 from blocks.layout import HEX40, REF, ModelPaths, model_paths
-from blocks.sources import HubAccess, Source, open_source, source_for_url
+from blocks.sources import HubAccess, Source, open_source
 from profiles.catalog import ModelSpec
 from voxflow.atomic import temp_name as _temp_name
 from voxflow.atomic import write_bytes, writer_gone
@@ -50,10 +47,7 @@ from voxflow.settings import load_settings
 
 log = logging.getLogger(__name__)
 
-CHUNK = 8 << 20  # large reads: hashlib and write() release the GIL for the whole chunk
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-Progress = Callable[[str, int, int], None]
-"""Called as ``progress(file, bytes_done, file_size)`` after each chunk copied."""
 
 
 @dataclass(frozen=True)
@@ -455,7 +449,7 @@ class ModelStore(Block):
             for f in spec.files
             if f in known
             and f not in bad
-            and _has_size(blobs / known[f]["sha256"], known[f]["size"])
+            and has_size(blobs / known[f]["sha256"], known[f]["size"])
         }
         jobs = [f for f in spec.files if f not in reuse]
         staging = paths.staging / _temp_name()
@@ -463,9 +457,11 @@ class ModelStore(Block):
         try:
             blobs.mkdir(parents=True, exist_ok=True)
             _clean_stale(blobs, staging.parent)
-            plan = self._plan(spec, source, jobs)
+            plan = plan_fetch(spec, source, jobs, self.mirrors)
             needed += sum(size or 0 for _, cands in plan for _, size in cands[:1])
-            fetched = self._run_jobs(spec, source, plan, blobs, staging, progress, force or bad)
+            fetched = fetch_all(
+                spec, source, plan, blobs, staging, progress, force or bad, self.max_workers
+            )
             entries = [reuse.get(f) or fetched[f] for f in spec.files]
             snapshot_id = self._resolved_snapshot(spec, source)
             resolved = paths.with_snapshot(snapshot_id)
@@ -504,196 +500,6 @@ class ModelStore(Block):
             log.info("%s: revision %s is commit %s", spec.name, spec.revision, commit)
             return commit
         return spec.snapshot_id
-
-    def _plan(
-        self, spec: ModelSpec, source: Source, files: list[str]
-    ) -> list[tuple[str, list[tuple[Source, int | None]]]]:
-        """For each file, where to try it from in order (mirrors first) and its size there.
-
-        A mirror that lacks a file is skipped quietly; a mirror that fails (unreachable, no
-        permission) is skipped with a warning for the rest of this warm.
-        """
-        mirrors: list[Source] = []
-        for url in self.mirrors:
-            try:
-                mirrors.append(source_for_url(f"{url.rstrip('/')}/{spec.repo_id}"))
-            except SourceError as e:  # an fsspec protocol whose package is missing
-                log.warning("skipping mirror %s: %s", url, e)
-        dead: set[int] = set()
-        plan = []
-        for file in files:
-            cands: list[tuple[Source, int | None]] = []
-            for i, mirror in enumerate(mirrors):
-                if i in dead:
-                    continue
-                try:
-                    cands.append((mirror, mirror.size(file)))
-                except FileNotFoundError:
-                    log.debug("mirror %s has no %s of %s", mirror.url, file, spec.name)
-                except Exception as e:  # any failure of one mirror: try the next
-                    dead.add(i)
-                    log.warning(
-                        "mirror %s failed for %s (%s: %s); trying the next mirror or the source",
-                        mirror.url,
-                        spec.name,
-                        type(e).__name__,
-                        e,
-                    )
-            cands.append((source, None))
-            plan.append((file, cands))
-        if any(cands[0][0] is source for _, cands in plan):
-            with _reading(spec, source, "the file list"):
-                source.check_revision()
-            for file, cands in plan:
-                if cands[0][0] is source:  # sizes up front: a full disk can say what was needed
-                    with _reading(spec, source, file):
-                        cands[0] = (source, source.size(file))
-        return plan
-
-    def _run_jobs(
-        self,
-        spec: ModelSpec,
-        source: Source,
-        plan: list[tuple[str, list[tuple[Source, int | None]]]],
-        blobs: Path,
-        staging: Path,
-        progress: Progress | None,
-        replace: bool | set[str],
-    ) -> dict[str, dict[str, Any]]:
-        """Fetch the planned files in parallel; return their manifest entries by name."""
-        checked = threading.Lock()
-        revision_ok: list[bool] = []
-
-        def one(file: str, cands: list[tuple[Source, int | None]]) -> dict[str, Any]:
-            for i, (reader, size) in enumerate(cands):
-                try:
-                    if reader is source:
-                        with checked:
-                            if not revision_ok:
-                                with _reading(spec, source, "the file list"):
-                                    source.check_revision()
-                                revision_ok.append(True)
-                        if size is None:
-                            with _reading(spec, source, file):
-                                size = source.size(file)
-                    force = replace if isinstance(replace, bool) else file in replace
-                    return self._fetch(spec, reader, file, size, blobs, staging, progress, force)
-                except SourceError as e:
-                    if i == len(cands) - 1:
-                        raise
-                    log.warning("%s; trying the next mirror or the source", e)
-            raise AssertionError("unreachable: the source is always the last candidate")
-
-        if not plan:
-            return {}
-        with ThreadPoolExecutor(max_workers=min(self.max_workers, len(plan))) as pool:
-            # Each fetch runs in a copy of this context, so its log lines (progress callbacks
-            # included) stay attributed to the caller, e.g. the Prefect task run that warms.
-            futures = {
-                file: pool.submit(contextvars.copy_context().run, one, file, cands)
-                for file, cands in plan
-            }
-            try:
-                return {file: future.result() for file, future in futures.items()}
-            except BaseException:
-                for future in futures.values():
-                    future.cancel()
-                raise
-
-    def _fetch(
-        self,
-        spec: ModelSpec,
-        reader: Source,
-        file: str,
-        size: int | None,
-        blobs: Path,
-        staging: Path,
-        progress: Progress | None,
-        force: bool,
-    ) -> dict[str, Any]:
-        """Bring one file into a blob, hashing it; return its manifest entry.
-
-        Streaming sources are copied to a per-process temp name in ``blobs``; downloading
-        sources (the hub) write into ``staging`` on the same volume. Either way the file is
-        hashed, fsynced and renamed to ``blobs/<sha256>``: the rename is the commit.
-        """
-        log.debug("fetching %s of %s from %s", file, spec.name, reader.url)
-        tmp = blobs / f".{_temp_name()}.incomplete"
-        try:
-            with _reading(spec, reader, file):
-                local = reader.materialize(file, staging)
-            if local is not None:
-                tmp = local
-                digest, done = _hash_and_sync(local)
-            else:
-                digest, done = self._copy(spec, reader, file, size, tmp, progress)
-            if size is not None and done != size:
-                raise SourceError(
-                    f"{file!r} of model {spec.name!r} from {reader.url} arrived with {done} "
-                    f"bytes, expected {size}; run the warm again"
-                )
-            expected = reader.expected_sha256(file)
-            if expected and expected != digest:
-                raise SourceError(
-                    f"{file!r} of model {spec.name!r} from {reader.url} has sha256 {digest}, "
-                    f"the source says {expected}; run the warm again"
-                )
-            blob = blobs / digest
-            if force or not _has_size(blob, done):  # an equal blob is kept untouched
-                os.replace(tmp, blob)
-            if local is not None and progress:
-                progress(file, done, done)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return {"path": file, "size": done, "sha256": digest}
-
-    def _copy(
-        self,
-        spec: ModelSpec,
-        reader: Source,
-        file: str,
-        size: int | None,
-        tmp: Path,
-        progress: Progress | None,
-    ) -> tuple[str, int]:
-        digest = hashlib.sha256()
-        done = 0
-        with _reading(spec, reader, file):
-            src = reader.open(file)
-        buffer = bytearray(CHUNK)  # one buffer per file: no 8 MiB allocation per read
-        view = memoryview(buffer)
-        readinto = getattr(src, "readinto", None)
-        with src, open(tmp, "wb") as dst:  # buffered: write() never stops short
-            while True:
-                with _reading(spec, reader, file):
-                    if readinto is not None:
-                        n = readinto(buffer)
-                        chunk = view[:n] if n else b""
-                    else:
-                        chunk = src.read(CHUNK)
-                if not chunk:
-                    break
-                digest.update(chunk)
-                dst.write(chunk)
-                done += len(chunk)
-                if progress:
-                    progress(file, done, size if size is not None else done)
-            dst.flush()
-            os.fsync(dst.fileno())
-        return digest.hexdigest(), done
-
-
-@contextmanager
-def _reading(spec: ModelSpec, reader: Source, file: str) -> Iterator[None]:
-    """Turn any failure of a source into a SourceError naming model, source and file."""
-    try:
-        yield
-    except SourceError:
-        raise
-    except Exception as e:
-        raise SourceError(
-            f"cannot read {file!r} of model {spec.name!r} from {reader.url}: {e}"
-        ) from e
 
 
 def _check_name(spec: ModelSpec, file: str) -> None:
@@ -739,25 +545,6 @@ def _clean_stale(blobs: Path, staging: Path) -> None:
                     path.unlink(missing_ok=True)
         except FileNotFoundError:
             continue
-
-
-def _hash_and_sync(path: Path) -> tuple[str, int]:
-    """sha256 and size of a downloaded file, flushed to disk before its rename."""
-    digest = hashlib.sha256()
-    done = 0
-    with path.open("rb") as f:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
-            done += len(chunk)
-        os.fsync(f.fileno())
-    return digest.hexdigest(), done
-
-
-def _has_size(path: Path, size: int) -> bool:
-    try:
-        return path.stat().st_size == size
-    except FileNotFoundError:
-        return False
 
 
 def _sha256(path: Path) -> str:
