@@ -1,0 +1,280 @@
+"""What each ``voxflow`` command does, once :mod:`flows.cli` has parsed its flags.
+
+Each takes the parsed arguments and returns the exit status; errors are raised (the CLI turns
+them into one line). Cheap checks come first, so bad input fails before a Prefect server starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from voxflow.errors import BadInput, VoxflowError
+
+
+def _out(line: str = "") -> None:
+    sys.stdout.write(line + "\n")
+
+
+def warm(args: argparse.Namespace) -> int:
+    from flows.warm_cache import warm_cache
+    from profiles import resolve_profile
+
+    rows = warm_cache(
+        profile=resolve_profile(args.profile),
+        store=args.store,
+        load_checks=not args.no_load_check,
+        force=args.force,
+        with_stages=[s.strip() for s in args.with_stages.split(",") if s.strip()],
+        mirrors=args.mirrors,
+    )
+    _table(rows, ["model", "status", "size_mb", "files", "load_check"])
+    _out(f"model volume ready: {os.path.abspath(args.store)}")
+    return 0
+
+
+def verify(args: argparse.Namespace) -> int:
+    from blocks.model_store import ModelStore
+    from profiles import load_catalog, load_profile, resolve_profile
+
+    profile = load_profile(resolve_profile(args.profile))
+    catalog = load_catalog()
+    store = ModelStore(root=args.store)
+    bad = 0
+    for name in profile.models():
+        result = store.verify(catalog[name], deep=args.deep)
+        if result.ok:
+            _out(
+                f"ok      {name} ({result.files} files, {result.bytes / 1e6:.1f} MB"
+                f"{', sha256 checked' if args.deep else ''})"
+            )
+        else:
+            bad += 1
+            for problem in result.problems:
+                _out(f"FAILED  {name}: {problem}")
+    if bad:
+        _out(
+            f"{bad} model(s) failed verification; run `voxflow warm --profile "
+            f"{profile.name} --store {args.store}` to repair"
+        )
+        return 1
+    return 0
+
+
+def transcribe(args: argparse.Namespace) -> int:
+    from flows.transcribe import run_profile
+    from flows.transcribe import transcribe as transcribe_flow
+    from profiles import resolve_profile
+    from tasks.asr import speech_language
+    from tasks.diarize import SpeakerCount
+    from tasks.subtitles import parse_formats
+
+    # Cheap checks first, so bad input and a cold volume fail before a Prefect server starts.
+    formats = list(parse_formats(args.format))
+    speech_language(args.language)
+    name = resolve_profile(args.profile)  # 'auto' is decided once, here
+    count = SpeakerCount(args.speakers, args.min_speakers, args.max_speakers)
+    _check_before_running(args, run_profile(name, args.diarize, count, args.separate))
+
+    def report(media: str, record: dict) -> None:
+        _out(
+            f"{media}: {record['audio_seconds']:.1f} s of audio, real-time factor "
+            f"{record['real_time_factor']}"
+        )
+        for fmt, path in record["outputs"].items():
+            _out(f"  {fmt:5} {path}")
+
+    return _each_media(
+        args.media,
+        lambda media: transcribe_flow(
+            media=media, profile=name, language=args.language, formats=formats, **_run_kwargs(args)
+        ),
+        report,
+    )
+
+
+def subtitle(args: argparse.Namespace) -> int:
+    from flows.subtitle import subtitle as subtitle_flow
+    from flows.transcribe import run_profile
+    from profiles import resolve_profile
+    from tasks.diarize import SpeakerCount
+    from tasks.subtitles import parse_formats
+    from tasks.translate.languages import lookup
+
+    # Cheap checks first, so bad input and a cold volume fail before a Prefect server starts.
+    targets = [lookup(code).code for code in args.to.split(",") if code.strip()]
+    source = lookup(args.source).code if args.source else None
+    formats = list(parse_formats(args.format))
+    if not targets:
+        raise BadInput("--to names no language; e.g. --to fr,de")
+    profile = resolve_profile(args.profile)  # 'auto' is decided once, here
+    count = SpeakerCount(args.speakers, args.min_speakers, args.max_speakers)
+    chosen = run_profile(profile, args.diarize, count, args.separate).with_stages("translate")
+    _check_before_running(args, chosen)
+
+    def report(media: str, record: dict) -> None:
+        _out(f"{media}: {record['audio_seconds']:.1f} s of audio")
+        for fmt, path in record["outputs"].items():
+            _out(f"  {fmt:5} {path}")
+        for language, paths in record["translations"].items():
+            for fmt, path in paths.items():
+                _out(f"  {language:>3} {fmt:5} {path}")
+
+    return _each_media(
+        args.media,
+        lambda media: subtitle_flow(
+            media=media,
+            target_languages=targets,
+            source_language=source,
+            profile=profile,
+            formats=formats,
+            **_run_kwargs(args),
+        ),
+        report,
+    )
+
+
+def _check_before_running(args: argparse.Namespace, profile: Any) -> None:
+    """Every media path, the profile's hardware and its warmed models, before any flow runs."""
+    from blocks.model_store import ModelStore
+    from tasks.extract import check_media_path
+    from tasks.preflight import preflight
+
+    for media in args.media:
+        check_media_path(media)
+    preflight(profile, ModelStore(root=args.store))
+
+
+def _run_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """Flow parameters `transcribe` and `subtitle` share, from the shared flags."""
+    return {
+        "output_dir": args.output,
+        "store": args.store,
+        "audio_stream": args.audio_stream,
+        "diarize": args.diarize,
+        "speakers": args.speakers,
+        "min_speakers": args.min_speakers,
+        "max_speakers": args.max_speakers,
+        "separate": args.separate,
+    }
+
+
+def _each_media(
+    media: list[str],
+    run_one: Callable[[str], dict[str, Any]],
+    report: Callable[[str, dict[str, Any]], None],
+) -> int:
+    """Run one flow per file; with several files a failure is reported and the rest go on."""
+    failed = 0
+    for item in media:
+        try:
+            record = run_one(item)
+        except VoxflowError as e:
+            if len(media) == 1:
+                raise
+            failed += 1
+            _out(f"FAILED  {item}: {e}")
+            continue
+        report(item, record)
+    return 1 if failed else 0
+
+
+def profiles(args: argparse.Namespace) -> int:
+    from profiles import STAGES, auto_profile, can_run, list_profiles, load_profile
+    from tasks.registry import unavailable_reason
+
+    chosen, why = auto_profile()
+    _out(f"auto picks {chosen!r} here" + (f" ({why})" if why else ""))
+    _out()
+    rows = []
+    for name in list_profiles():
+        profile = load_profile(name)
+        hardware_ok, _ = can_run(profile)
+        for stage in STAGES:
+            spec = profile.stages.get(stage)
+            if spec is None:
+                continue
+            # Runs here = the hardware is present, the backend implemented, its packages
+            # installed; every reason that applies is shown, so one look says what to fix.
+            reasons = [] if hardware_ok else [f"needs {profile.hardware}"]
+            backend_reason = unavailable_reason(spec)
+            if backend_reason:
+                reasons.append(backend_reason)
+            rows.append(
+                {
+                    "profile": name,
+                    "stage": stage,
+                    "on": "yes" if spec.enabled else "no",
+                    "backend": spec.backend,
+                    "model": spec.model or "-",
+                    "runs here": "no: " + "; ".join(reasons) if reasons else "yes",
+                }
+            )
+    _table(rows, ["profile", "stage", "on", "backend", "model", "runs here"])
+    return 0
+
+
+def models(args: argparse.Namespace) -> int:
+    from blocks.model_store import ModelStore
+    from profiles import load_catalog
+
+    store = ModelStore(root=args.store)
+    rows = []
+    for name, spec in load_catalog().items():
+        status = store.status(spec)
+        rows.append(
+            {
+                "model": name,
+                "state": status.state,
+                "on disk": f"{status.size_bytes / 1e6:.1f} MB" if status.size_bytes else "-",
+                "catalog size": f"{spec.size_mb:g} MB",
+                "source": spec.source,
+            }
+        )
+    _table(rows, ["model", "state", "on disk", "catalog size", "source"])
+    return 0
+
+
+def cache_report(args: argparse.Namespace) -> int:
+    from blocks.model_store import ModelStore
+    from profiles import load_profile, resolve_profile
+    from tasks.inventory import cache_report
+
+    profile = load_profile(resolve_profile(args.profile)) if args.profile else None
+    report = cache_report(ModelStore(root=args.store), profile)
+    columns = ["model", "role", "state", "revision", "size_mb", "files", "warmed", "verified"]
+    _table(report.rows(), columns if profile else [c for c in columns if c != "role"])
+    _out(report.summary())
+    return 0
+
+
+def cache_prune(args: argparse.Namespace) -> int:
+    from blocks.model_store import ModelStore
+    from blocks.prune import execute_prune
+    from tasks.inventory import prune_plan
+
+    store = ModelStore(root=args.store)
+    plan = prune_plan(store, args.keep_profile)
+    for path, size in plan.items:
+        _out(f"{'delete' if args.yes else 'would delete'}  {path}  ({size / 1e6:.1f} MB)")
+    if not plan.items:
+        _out("nothing to prune: every revision and blob on the volume is referenced")
+    elif args.yes:
+        freed = execute_prune(store, plan)
+        _out(f"pruned {len(plan.items)} item(s), {freed / 1e6:.1f} MB freed")
+    else:
+        _out(
+            f"{len(plan.items)} item(s), {plan.total / 1e6:.1f} MB; "
+            "run again with --yes to delete them"
+        )
+    return 0
+
+
+def _table(rows: list[dict], columns: list[str]) -> None:
+    widths = {c: max([len(c), *(len(str(r.get(c, ""))) for r in rows)]) for c in columns}
+    _out("  ".join(c.ljust(widths[c]) for c in columns).rstrip())
+    for r in rows:
+        _out("  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns).rstrip())
