@@ -22,7 +22,6 @@ from profiles.hardware import (
 )
 from profiles.profile import (
     AUTO,
-    BACKENDS_WITHOUT_MODEL,
     HARDWARE_ORDER,
     STAGES,
     SUBMODEL_SUFFIX,
@@ -34,7 +33,6 @@ from profiles.profile import (
 __all__ = [
     "AUTO",
     "BACKENDS",
-    "BACKENDS_WITHOUT_MODEL",
     "CATALOG_FILE",
     "HARDWARE_ORDER",
     "PROFILES_DIR",

@@ -17,9 +17,6 @@ from voxflow.errors import ProfileError
 STAGES: tuple[str, ...] = ("separate", "vad", "asr", "diarize", "translate")
 """Pipeline stages, in the order they run."""
 
-BACKENDS_WITHOUT_MODEL: frozenset[tuple[str, str]] = frozenset()
-"""(stage, backend) pairs that need no catalog model. Every backend needs one today."""
-
 HARDWARE_ORDER: tuple[str, ...] = ("cuda", "mlx", "openvino", "cpu")
 """The hardware a profile may need, in the order ``auto`` prefers it."""
 
@@ -46,7 +43,7 @@ class StageSpec:
 
     stage: str
     backend: str
-    model: str | None
+    model: str
     enabled: bool = True
     # A read-only view cannot be hashed; the spec compares by value and is never a dict key.
     options: Mapping[str, Any] = field(default_factory=dict, hash=False)
@@ -59,10 +56,10 @@ class StageSpec:
         """Catalog names this stage loads: its model, then sub-models named in its options.
 
         Returns:
-            The stage's ``model`` (when set) followed by each string option whose key ends in
+            The stage's ``model`` followed by each string option whose key ends in
             ``_model``, e.g. pyannote's ``segmentation_model`` and ``embedding_model``.
         """
-        names = [self.model] if self.model else []
+        names = [self.model]
         names += [
             value
             for key, value in self.options.items()
@@ -255,7 +252,7 @@ def _stage_spec(
         )
 
     model = settings.get("model")
-    if model is None and (stage, backend) not in BACKENDS_WITHOUT_MODEL:
+    if model is None:
         raise ProfileError(
             f"backend {backend!r} needs a model",
             file=file,

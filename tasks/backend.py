@@ -32,7 +32,7 @@ class Backend(ABC):
         del options
         return cls.requires
 
-    def __init__(self, model_path: Path | None, options: Any) -> None:
+    def __init__(self, model_path: Path, options: Any) -> None:
         self.model_path = model_path
         self.options = options
 

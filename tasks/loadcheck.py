@@ -29,7 +29,7 @@ class LoadCheck:
 
     stage: str
     backend: str
-    model: str | None
+    model: str
     ok: bool
     seconds: float
     detail: str

@@ -35,15 +35,15 @@ class ReadyStage:
 
     stage: str
     backend: str
-    model: str | None
-    revision: str | None
-    path: str | None
+    model: str
+    revision: str
+    path: str
     submodels: dict[str, str] = field(default_factory=dict)
 
     def load(self, spec: StageSpec) -> Backend:
         """The stage's backend on this local model, from the model pool: what inference and
         the warm's load check both call."""
-        return load_backend(spec, Path(self.path) if self.path else None, self.submodels)
+        return load_backend(spec, Path(self.path), self.submodels)
 
     def config(self, spec: StageSpec) -> dict[str, Any]:
         """What changes this stage's output, for its cache key: backend, model, revision,
@@ -83,7 +83,7 @@ def ready_stages(
                 cold.append(e)
         if len(paths) < len(spec.catalog_models()):
             continue
-        model = catalog[spec.model] if spec.model else None
+        model = catalog[spec.model]
         submodels = {
             key: paths[value]
             for key, value in spec.options.items()
@@ -92,9 +92,9 @@ def ready_stages(
         ready[spec.stage] = ReadyStage(
             spec.stage,
             spec.backend,
-            model.name if model else None,
-            model.revision if model else None,
-            paths.get(spec.model) if spec.model else None,
+            model.name,
+            model.revision,
+            paths[spec.model],
             submodels,
         )
     return ready, cold

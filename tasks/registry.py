@@ -164,7 +164,7 @@ POOL = ModelPool()
 
 
 def load_backend(
-    spec: StageSpec, model_path: Path | None, submodels: Mapping[str, str] | None = None
+    spec: StageSpec, model_path: Path, submodels: Mapping[str, str] | None = None
 ) -> Backend:
     """A ready backend for a profile's stage, from the pool.
 

@@ -210,7 +210,7 @@ def test_the_offline_load_check_passes_for_the_transformers_backend(tiny_store, 
     path = tiny_store.locate(load_catalog()[TINY])
 
     spec = StageSpec("asr", "transformers", TINY, options={"beam_size": 1, "batch_size": 1})
-    check = run_load_check(spec, ReadyStage("asr", "transformers", TINY, None, str(path)), 300)
+    check = run_load_check(spec, ReadyStage("asr", "transformers", TINY, "test", str(path)), 300)
 
     assert check.ok, check.detail
     assert "decoded 1 s of test audio" in check.detail

@@ -397,7 +397,7 @@ def test_diarize_load_check_passes_in_an_offline_child(pyannote_store):
         "embedding_model": str(_located(pyannote_store, EMBEDDING)),
     }
     ready = ReadyStage(
-        "diarize", "pyannote", PIPELINE, None, str(_located(pyannote_store, PIPELINE)), submodels
+        "diarize", "pyannote", PIPELINE, "test", str(_located(pyannote_store, PIPELINE)), submodels
     )
     check = run_load_check(spec, ready)
     assert check.ok, check.detail

@@ -258,7 +258,9 @@ def test_the_load_check_separates_offline(tiny_store):
     _, snapshot = tiny_store
 
     spec = StageSpec("separate", "demucs", "htdemucs", options={})
-    check = run_load_check(spec, ReadyStage("separate", "demucs", "htdemucs", None, str(snapshot)))
+    check = run_load_check(
+        spec, ReadyStage("separate", "demucs", "htdemucs", "test", str(snapshot))
+    )
 
     assert check.ok, check.detail
     assert "vocals stem" in check.detail

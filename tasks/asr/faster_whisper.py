@@ -42,7 +42,7 @@ class FasterWhisperAsr(AsrBackend):
     Options = FasterWhisperOptions
     requires = (("faster_whisper", "faster-whisper"), ("ctranslate2", "ctranslate2"))
 
-    def __init__(self, model_path: Path | None, options: FasterWhisperOptions) -> None:
+    def __init__(self, model_path: Path, options: FasterWhisperOptions) -> None:
         super().__init__(model_path, options)
         from faster_whisper import BatchedInferencePipeline, WhisperModel
 

@@ -58,7 +58,7 @@ class MlxWhisperAsr(AsrBackend):
     Options = MlxWhisperOptions
     requires = (("mlx_whisper", "mlx-whisper"),)
 
-    def __init__(self, model_path: Path | None, options: MlxWhisperOptions) -> None:
+    def __init__(self, model_path: Path, options: MlxWhisperOptions) -> None:
         super().__init__(model_path, options)
         try:
             import mlx_whisper

@@ -64,7 +64,7 @@ class OpenVinoWhisperAsr(AsrBackend):
     Options = OpenVinoWhisperOptions
     requires = (("openvino_genai", "openvino-genai"), ("openvino", "openvino"))
 
-    def __init__(self, model_path: Path | None, options: OpenVinoWhisperOptions) -> None:
+    def __init__(self, model_path: Path, options: OpenVinoWhisperOptions) -> None:
         super().__init__(model_path, options)
         folder = Path(str(model_path))
         missing = [name for name in REQUIRED_FILES if not (folder / name).is_file()]

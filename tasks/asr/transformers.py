@@ -62,7 +62,7 @@ class TransformersWhisperAsr(AsrBackend):
     Options = TransformersWhisperOptions
     requires = (("transformers", "transformers"), ("torch", "torch"))
 
-    def __init__(self, model_path: Path | None, options: TransformersWhisperOptions) -> None:
+    def __init__(self, model_path: Path, options: TransformersWhisperOptions) -> None:
         super().__init__(model_path, options)
         try:
             import torch

@@ -101,7 +101,7 @@ class PyannoteDiarize(DiarizeBackend):
     Options = PyannoteDiarizeOptions
     requires = REQUIRES
 
-    def __init__(self, model_path: Path | None, options: PyannoteDiarizeOptions) -> None:
+    def __init__(self, model_path: Path, options: PyannoteDiarizeOptions) -> None:
         super().__init__(model_path, options)
         audio = import_pyannote("diarize")
         import torch

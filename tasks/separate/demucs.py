@@ -231,10 +231,8 @@ class DemucsSeparator(SeparateBackend):
     Options = DemucsOptions
     requires = (("demucs", "demucs"), ("torch", "torch"), ("julius", "julius"))
 
-    def __init__(self, model_path: Path | None, options: DemucsOptions) -> None:
+    def __init__(self, model_path: Path, options: DemucsOptions) -> None:
         super().__init__(model_path, options)
-        if model_path is None:
-            raise BadModel("(none)", "the demucs backend needs a model folder")
         import julius
 
         self.bag_name, self._model = load_repository(Path(model_path))

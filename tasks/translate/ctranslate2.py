@@ -68,7 +68,7 @@ class Ct2Translate(TranslateBackend):
     Options = Ct2TranslateOptions
     requires = (("ctranslate2", "ctranslate2"), ("sentencepiece", "sentencepiece"))
 
-    def __init__(self, model_path: Path | None, options: Ct2TranslateOptions) -> None:
+    def __init__(self, model_path: Path, options: Ct2TranslateOptions) -> None:
         super().__init__(model_path, options)
         import ctranslate2
         import sentencepiece

@@ -63,7 +63,7 @@ class TransformersTranslate(TranslateBackend):
         ("sentencepiece", "sentencepiece"),
     )
 
-    def __init__(self, model_path: Path | None, options: TransformersTranslateOptions) -> None:
+    def __init__(self, model_path: Path, options: TransformersTranslateOptions) -> None:
         super().__init__(model_path, options)
         import torch
         from transformers import AutoModelForSeq2SeqLM, AutoTokenizer

@@ -75,7 +75,7 @@ class PyannoteVad(VadBackend):
     Options = PyannoteVadOptions
     requires = REQUIRES
 
-    def __init__(self, model_path: Path | None, options: PyannoteVadOptions) -> None:
+    def __init__(self, model_path: Path, options: PyannoteVadOptions) -> None:
         super().__init__(model_path, options)
         import_pyannote("vad")
         import torch

@@ -94,7 +94,7 @@ class SileroVad(VadBackend):
         """The package of the chosen runtime."""
         return (_RUNTIME_PACKAGES[options.runtime],)
 
-    def __init__(self, model_path: Path | None, options: SileroOptions) -> None:
+    def __init__(self, model_path: Path, options: SileroOptions) -> None:
         super().__init__(model_path, options)
         path = Path(str(model_path)) / MODEL_FILE
         if options.runtime == "openvino":
