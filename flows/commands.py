@@ -102,7 +102,7 @@ def subtitle(args: argparse.Namespace) -> int:
     from profiles import resolve_profile
     from tasks.diarize import SpeakerCount
     from tasks.subtitles import parse_formats
-    from tasks.translate.languages import lookup
+    from voxflow.languages import lookup
 
     # Cheap checks first, so bad input and a cold volume fail before a Prefect server starts.
     targets = [lookup(code).code for code in args.to.split(",") if code.strip()]

@@ -18,7 +18,6 @@ from flows.transcribe import transcribe
 from profiles import load_profile, resolve_profile
 from tasks.job import Job
 from tasks.subtitles import parse_formats
-from tasks.translate.languages import lookup
 from tasks.translate.stage import (
     check_languages,
     record_translations,
@@ -27,6 +26,7 @@ from tasks.translate.stage import (
     write_translation,
 )
 from voxflow.errors import BadInput
+from voxflow.languages import lookup
 from voxflow.settings import load_settings
 
 DEFAULT_FORMATS = ("srt", "vtt", "json")

@@ -13,15 +13,10 @@ from profiles.catalog import repo_label
 from tasks.registry import backend_class, load_backend
 from tasks.transcript import Segment, Transcript, Word
 from tasks.translate import marian_pair
-from tasks.translate.languages import (
-    LANGUAGES,
-    lookup,
-    m2m100_languages,
-    marian_languages,
-    nllb_languages,
-)
+from tasks.translate.languages import m2m100_languages, marian_languages, nllb_languages
 from tasks.translate.stage import translate_transcript
 from voxflow.errors import BackendUnavailable, BadInput, ProfileError
+from voxflow.languages import LANGUAGES, lookup
 
 TEXTS = [
     "The quick brown fox jumps over the lazy dog.",

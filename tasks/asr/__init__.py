@@ -159,7 +159,7 @@ def speech_language(language: str | None) -> str | None:
     Raises:
         BadInput: The text names no language, or one Whisper does not know.
     """
-    from tasks.translate.languages import lookup
+    from voxflow.languages import lookup
 
     if not (language or "").strip():
         return None

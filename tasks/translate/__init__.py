@@ -18,7 +18,8 @@ from pathlib import Path
 
 from profiles.catalog import repo_label
 from tasks.backend import Backend
-from tasks.translate.languages import Language, ModelLanguages, lookup
+from tasks.translate.languages import ModelLanguages
+from voxflow.languages import Language, lookup
 
 __all__ = [
     "Language",

@@ -17,8 +17,9 @@ from pathlib import Path
 
 from profiles.catalog import repo_label
 from tasks.translate import TranslateBackend, marian_pair
-from tasks.translate.languages import Language, model_languages
+from tasks.translate.languages import model_languages
 from voxflow.errors import BadInput, ProfileError
+from voxflow.languages import Language
 
 VOCABULARY_FILES = (
     "shared_vocabulary.json",

@@ -22,7 +22,7 @@ from tasks.preflight import ReadyStage
 from tasks.subtitles import write_outputs
 from tasks.transcript import Segment, Transcript
 from tasks.translate import TranslateBackend
-from tasks.translate.languages import Language, lookup
+from voxflow.languages import Language, lookup
 
 log = logging.getLogger(__name__)
 

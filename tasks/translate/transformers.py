@@ -13,8 +13,9 @@ from pathlib import Path
 
 from profiles.catalog import repo_label
 from tasks.translate import TranslateBackend, marian_pair
-from tasks.translate.languages import Language, model_languages
+from tasks.translate.languages import model_languages
 from voxflow.errors import ProfileError
+from voxflow.languages import Language
 
 DTYPES = ("float32", "float16", "bfloat16")
 
