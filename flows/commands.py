@@ -239,9 +239,9 @@ def models(args: argparse.Namespace) -> int:
 
 
 def cache_report(args: argparse.Namespace) -> int:
+    from blocks.inventory import cache_report
     from blocks.model_store import ModelStore
     from profiles import load_profile, resolve_profile
-    from tasks.inventory import cache_report
 
     profile = load_profile(resolve_profile(args.profile)) if args.profile else None
     report = cache_report(ModelStore(root=args.store), profile)
@@ -252,9 +252,9 @@ def cache_report(args: argparse.Namespace) -> int:
 
 
 def cache_prune(args: argparse.Namespace) -> int:
+    from blocks.inventory import prune_plan
     from blocks.model_store import ModelStore
     from blocks.prune import execute_prune
-    from tasks.inventory import prune_plan
 
     store = ModelStore(root=args.store)
     plan = prune_plan(store, args.keep_profile)

@@ -7,9 +7,9 @@ from typing import Any
 from prefect import flow, unmapped
 from prefect.artifacts import create_table_artifact
 
+from blocks.inventory import cache_report
 from blocks.model_store import ModelStore
 from profiles import load_catalog, load_profile, resolve_profile
-from tasks.inventory import cache_report
 from tasks.preflight import ready_stages, warm_command
 from tasks.warm import load_check, outcome_rows, warm_model
 from voxflow.errors import WarmFailed
