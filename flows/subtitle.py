@@ -7,21 +7,21 @@ warmed with ``voxflow warm --profile P --with translate``.
 
 from __future__ import annotations
 
-from pathlib import Path
+import time
 from typing import Any
 
 from prefect import flow
 
 from blocks.model_store import ModelStore
 from flows.runtime import OnColdCache, ready_or_warm
-from flows.transcribe import transcribe
-from profiles import load_profile, resolve_profile
-from tasks.job import Job
+from flows.transcribe import run_profile, transcribe_job
+from tasks.asr import speech_language
+from tasks.diarize import SpeakerCount
+from tasks.job import prepare_job
 from tasks.subtitles import parse_formats
 from tasks.translate.stage import (
     check_languages,
     record_translations,
-    transcript_result,
     translate,
     write_translation,
 )
@@ -72,8 +72,8 @@ def subtitle(
             (false); empty follows the profile.
 
     Returns:
-        The transcribe run record, with ``translations`` (language -> format -> path) added;
-        also written to ``run.json``.
+        The run record, as transcribe writes it, with the translation model, its stages and
+        ``translations`` (language -> format -> path) added; also written to ``run.json``.
 
     Raises:
         BadInput: No target language, a code that is not a language, or a pair the model
@@ -81,37 +81,26 @@ def subtitle(
     """
     if not target_languages:
         raise BadInput("no target language given; name at least one, e.g. fr or de")
+    started = time.perf_counter()
     settings = load_settings()
-    chosen = load_profile(resolve_profile(profile)).with_stages("translate")
+    source = lookup(source_language).code if source_language else None
+    language = speech_language(source)  # a bad code fails here, before any work
+    count = SpeakerCount(speakers, min_speakers, max_speakers)
+    chosen = run_profile(profile, diarize, count, separate).with_stages("translate")
     fmts = parse_formats(formats or DEFAULT_FORMATS)
     model_store = ModelStore(root=str(store or settings.store))
-    source = lookup(source_language).code if source_language else None
 
-    # The translation model and the pairs first: a refusal costs nothing yet.
+    # One preflight for every stage, the translation model and its pairs first: a refusal
+    # costs nothing yet.
     ready = ready_or_warm(chosen, model_store, on_cold_cache)
     spec = chosen.stages["translate"]
     targets = check_languages(spec, ready["translate"], source, list(target_languages))
 
-    record = transcribe(
-        media=media,
-        profile=profile,
-        language=source,
-        formats=list(fmts),
-        output_dir=output_dir,
-        store=store,
-        audio_stream=audio_stream,
-        on_cold_cache=on_cold_cache,
-        diarize=diarize,
-        speakers=speakers,
-        min_speakers=min_speakers,
-        max_speakers=max_speakers,
-        separate=separate,
-    )
-    job = Job(record["media"], record["job"], record["sha256"], Path(media).stem)
-    text = transcript_result(job, record)
+    job = prepare_job(media, str(output_dir or settings.output))
+    done = transcribe_job(job, chosen, ready, language, fmts, audio_stream, count, started)
     results, outputs = [], {}
     for target in targets:
-        translated = translate(job, spec, ready["translate"], text, source, target)
+        translated = translate(job, spec, ready["translate"], done.transcript, source, target)
         results.append(translated)
         outputs[target] = write_translation(job, translated, fmts)
-    return record_translations(job, record, ready["translate"], results, outputs)
+    return record_translations(job, done.record, ready["translate"], results, outputs)

@@ -4,6 +4,7 @@ profile."""
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from prefect import flow
@@ -18,7 +19,8 @@ from tasks.asr.stage import recognise
 from tasks.diarize import SpeakerCount, with_diarization
 from tasks.diarize.stage import diarize_speakers
 from tasks.extract.stage import extract
-from tasks.job import prepare_job
+from tasks.job import Job, StageResult, prepare_job
+from tasks.preflight import ReadyStage
 from tasks.report import transcript_preview, write_run_record
 from tasks.separate.stage import separate_voice
 from tasks.subtitles import FORMATS, parse_formats
@@ -90,6 +92,41 @@ def transcribe(
 
     ready = ready_or_warm(chosen, model_store, on_cold_cache)
     job = prepare_job(media, str(output_dir or settings.output))
+    return transcribe_job(job, chosen, ready, language, fmts, audio_stream, count, started).record
+
+
+@dataclass(frozen=True)
+class Transcribed:
+    """What :func:`transcribe_job` leaves: the job, its final transcript, the run record."""
+
+    job: Job
+    transcript: StageResult
+    record: dict[str, Any]
+
+
+def transcribe_job(
+    job: Job,
+    chosen: Profile,
+    ready: dict[str, ReadyStage],
+    language: str | None,
+    fmts: tuple[str, ...],
+    audio_stream: int | None,
+    count: SpeakerCount,
+    started: float,
+) -> Transcribed:
+    """The part of a run that transcribe, subtitle and inbox share: the stages from extract to
+    the subtitle files, ``run.json`` and the transcript artifact, on a preflighted profile.
+
+    Args:
+        job: The media's job directory.
+        chosen: The run's profile (:func:`run_profile`).
+        ready: What preflight found for each of its stages.
+        language: Whisper's code for the spoken language; detected when None.
+        fmts: Output formats.
+        audio_stream: Which audio stream, counting from 0 (the first when None).
+        count: What the run says of the speakers.
+        started: ``time.perf_counter()`` when the run began, for its wall time.
+    """
     audio = extract(job, audio_stream)
     with gpu_slot(chosen):
         stages = [audio]
@@ -106,10 +143,11 @@ def transcribe(
             stages.append(text)
     outputs = write_subtitles(job, text, fmts)
 
+    transcribing = {stage: found for stage, found in ready.items() if stage != "translate"}
     record = write_run_record(
         job,
         chosen,
-        ready,
+        transcribing,
         stages,
         outputs,
         time.perf_counter() - started,
@@ -120,4 +158,4 @@ def transcribe(
         markdown=transcript_preview(job, Transcript.load(text.result["path"]).text, record),
         description=f"transcript of {job.stem}",
     )
-    return record
+    return Transcribed(job, text, record)

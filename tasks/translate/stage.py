@@ -8,7 +8,6 @@ revision, so a second language or a re-run costs only what changed) and write
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -25,10 +24,6 @@ from tasks.translate import TranslateBackend
 from voxflow.languages import Language, lookup
 
 log = logging.getLogger(__name__)
-
-TRANSCRIPT_STAGES = ("diarize", "asr")
-"""Stages whose result is the transcript, latest first: translations carry its speakers."""
-
 
 def translate_transcript(
     backend: TranslateBackend, transcript: Transcript, target: str, source: str | None = None
@@ -59,22 +54,6 @@ def translate_transcript(
         segments=segments,
         model={**transcript.model, "translation": {"source_language": src.code}},
     )
-
-
-def transcript_result(job: Job, record: dict[str, Any]) -> StageResult:
-    """The stage result holding a transcribe run's final transcript (diarized if it was).
-
-    Args:
-        job: The run's job directory.
-        record: The run record the transcribe flow returned (``run.json``).
-    """
-    for stage in TRANSCRIPT_STAGES:
-        run = record["stages"].get(stage)
-        if run is None:
-            continue
-        saved = json.loads(job.stage_file(stage).read_text(encoding="utf-8"))
-        return StageResult(stage, run["key"], saved["result"], run["seconds"], run["cached"])
-    raise ValueError(f"the run record of {job.directory} names no transcript stage")
 
 
 @task(cache_policy=NONE)
