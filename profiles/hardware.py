@@ -94,12 +94,9 @@ def _probe() -> tuple[Hardware, ...]:
 def detect_hardware() -> tuple[str, ...]:
     """The kinds of profile this machine can run, in :data:`HARDWARE_ORDER`, ending with cpu.
 
-    Cached for the process (``detect_hardware.cache_clear()`` probes again).
+    The machine is probed once per process.
     """
     return tuple(h.kind for h in _probe() if h.runs)
-
-
-detect_hardware.cache_clear = _probe.cache_clear  # type: ignore[attr-defined]
 
 
 def _findable(module: str) -> bool:
