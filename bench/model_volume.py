@@ -5,7 +5,7 @@ Usage: ``python bench/model_volume.py [--gb 1.0] [--files 4]``
 Generates random "model" files (cached under ``bench/out/volume/mirror``), then times, in one
 run and on the same files:
 
-1. a cold warm through ``ModelStore`` from a ``file://`` mirror (parallel fetch, sha256 while
+1. a cold warm through ``Volume`` from a ``file://`` mirror (parallel fetch, sha256 while
    copying, fsync, rename) against ``cp -r`` of the same folder (and ``cp -r`` + ``sync``, since
    the warm's copies are durable and ``cp``'s are not);
 2. a re-warm of the already warm model (target: under 1 s);
@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from blocks.model_store import ModelStore  # noqa: E402
+from blocks.volume import Volume  # noqa: E402
 from profiles.catalog import ModelSpec  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "out" / "volume"
@@ -100,7 +100,7 @@ def main() -> int:
         cps.append(timed(lambda: run(["cp", "-r", str(folder), str(copy_dst)])))
         cp_syncs.append(cps[-1] + timed(os.sync))
         fresh()
-        store = ModelStore(root=str(store_root), mirrors=[f"file://{mirror}"])
+        store = Volume(root=str(store_root), mirrors=[f"file://{mirror}"])
         colds.append(timed(lambda: store.warm(spec)))  # noqa: B023 (called at once)
     cp, cp_sync, cold = (statistics.median(t) for t in (cps, cp_syncs, colds))
     os.sync()

@@ -221,7 +221,7 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     from faster_whisper import BatchedInferencePipeline, WhisperModel
     from faster_whisper.vad import VadOptions, collect_chunks, get_speech_timestamps
 
-    from blocks.model_store import ModelStore
+    from blocks.volume import Volume
     from profiles import load_catalog, load_profile
     from tasks.asr import group_spans
     from tasks.extract import extract_audio, load_wav
@@ -240,7 +240,7 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
 
     profile = load_profile("cpu")
     catalog = load_catalog()
-    store = ModelStore(root=str(STORE))
+    store = Volume(root=str(STORE))
     for name in profile.models():
         store.warm(catalog[name])
     vad_spec, asr_spec = profile.stages["vad"], profile.stages["asr"]

@@ -1,6 +1,6 @@
 """voxflow's Prefect blocks: ``prefect block register -m blocks`` registers them.
 
-``ModelStore`` is imported on first use, so ``blocks.sources`` (used by the offline load
+``ModelStore`` is imported on first use, so ``blocks.volume`` (used by the offline load
 check's child process) does not pay for importing Prefect.
 """
 

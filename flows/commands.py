@@ -37,12 +37,12 @@ def warm(args: argparse.Namespace) -> int:
 
 
 def verify(args: argparse.Namespace) -> int:
-    from blocks.model_store import ModelStore
+    from blocks.volume import Volume
     from profiles import load_catalog, load_profile, resolve_profile
 
     profile = load_profile(resolve_profile(args.profile))
     catalog = load_catalog()
-    store = ModelStore(root=args.store)
+    store = Volume(root=args.store)
     bad = 0
     for name in profile.models():
         result = store.verify(catalog[name], deep=args.deep)
@@ -139,13 +139,13 @@ def subtitle(args: argparse.Namespace) -> int:
 
 def _check_before_running(args: argparse.Namespace, profile: Any) -> None:
     """Every media path, the profile's hardware and its warmed models, before any flow runs."""
-    from blocks.model_store import ModelStore
+    from blocks.volume import Volume
     from tasks.extract import check_media_path
     from tasks.preflight import preflight
 
     for media in args.media:
         check_media_path(media)
-    preflight(profile, ModelStore(root=args.store))
+    preflight(profile, Volume(root=args.store))
 
 
 def _run_kwargs(args: argparse.Namespace) -> dict[str, Any]:
@@ -218,10 +218,10 @@ def profiles(args: argparse.Namespace) -> int:
 
 
 def models(args: argparse.Namespace) -> int:
-    from blocks.model_store import ModelStore
+    from blocks.volume import Volume
     from profiles import load_catalog
 
-    store = ModelStore(root=args.store)
+    store = Volume(root=args.store)
     rows = []
     for name, spec in load_catalog().items():
         status = store.status(spec)
@@ -239,12 +239,12 @@ def models(args: argparse.Namespace) -> int:
 
 
 def cache_report(args: argparse.Namespace) -> int:
-    from blocks.inventory import cache_report
-    from blocks.model_store import ModelStore
+    from blocks.volume import Volume
+    from blocks.volume.inventory import cache_report
     from profiles import load_profile, resolve_profile
 
     profile = load_profile(resolve_profile(args.profile)) if args.profile else None
-    report = cache_report(ModelStore(root=args.store), profile)
+    report = cache_report(Volume(root=args.store), profile)
     columns = ["model", "role", "state", "revision", "size_mb", "files", "warmed", "verified"]
     _table(report.rows(), columns if profile else [c for c in columns if c != "role"])
     _out(report.summary())
@@ -252,11 +252,11 @@ def cache_report(args: argparse.Namespace) -> int:
 
 
 def cache_prune(args: argparse.Namespace) -> int:
-    from blocks.inventory import prune_plan
-    from blocks.model_store import ModelStore
-    from blocks.prune import execute_prune
+    from blocks.volume import Volume
+    from blocks.volume.inventory import prune_plan
+    from blocks.volume.prune import execute_prune
 
-    store = ModelStore(root=args.store)
+    store = Volume(root=args.store)
     plan = prune_plan(store, args.keep_profile)
     for path, size in plan.items:
         _out(f"{'delete' if args.yes else 'would delete'}  {path}  ({size / 1e6:.1f} MB)")

@@ -8,7 +8,7 @@ from pathlib import Path
 from prefect import flow
 from prefect.artifacts import create_table_artifact
 
-from blocks.model_store import ModelStore
+from blocks.volume import Volume
 from flows.runtime import OnColdCache, ready_or_warm
 from flows.transcribe import transcribe
 from profiles import load_profile, resolve_profile
@@ -74,7 +74,7 @@ def inbox(
                 return summary
             # Problems of the machine or the volume fail the run before any file is touched;
             # only what goes wrong with one file sends that file to quarantine.
-            model_store = ModelStore(root=str(store or settings.store))
+            model_store = Volume(root=str(store or settings.store))
             ready_or_warm(load_profile(chosen_name), model_store, on_cold_cache)
             for item in todo:
                 try:

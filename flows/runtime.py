@@ -20,7 +20,7 @@ from typing import Literal
 
 from prefect.runtime import deployment
 
-from blocks.model_store import ModelStore
+from blocks.volume import Volume
 from profiles import Profile
 from tasks.preflight import ReadyStage, check_ready
 from voxflow.errors import BadInput, ModelNotWarmed, WarmFailed
@@ -59,7 +59,7 @@ def under_deployment() -> bool:
 
 
 def ready_or_warm(
-    profile: Profile, store: ModelStore, on_cold_cache: OnColdCache = "fail"
+    profile: Profile, store: Volume, on_cold_cache: OnColdCache = "fail"
 ) -> dict[str, ReadyStage]:
     """Preflight the profile; on a cold volume refuse or warm it, as ``on_cold_cache`` says.
 
@@ -96,7 +96,7 @@ def ready_or_warm(
     return check_ready(profile, store)
 
 
-def _warm(profile: Profile, store: ModelStore) -> None:
+def _warm(profile: Profile, store: Volume) -> None:
     if not under_deployment():
         from flows.warm_cache import warm_cache
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from prefect import flow
 
-from blocks.model_store import ModelStore
+from blocks.volume import Volume
 from flows.runtime import OnColdCache, ready_or_warm
 from flows.transcribe import run_profile, transcribe_job
 from tasks.asr import speech_language
@@ -88,7 +88,7 @@ def subtitle(
     count = SpeakerCount(speakers, min_speakers, max_speakers)
     chosen = run_profile(profile, diarize, count, separate).with_stages("translate")
     fmts = parse_formats(formats or DEFAULT_FORMATS)
-    model_store = ModelStore(root=str(store or settings.store))
+    model_store = Volume(root=str(store or settings.store))
 
     # One preflight for every stage, the translation model and its pairs first: a refusal
     # costs nothing yet.

@@ -11,7 +11,7 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
-from blocks.model_store import ModelStore
+from blocks.volume import Volume
 from flows.runtime import OnColdCache, gpu_slot, ready_or_warm
 from profiles import Profile, load_profile, resolve_profile
 from tasks.asr import speech_language
@@ -88,7 +88,7 @@ def transcribe(
     count = SpeakerCount(speakers, min_speakers, max_speakers)
     chosen = run_profile(profile, diarize, count, separate)
     fmts = parse_formats(formats or FORMATS)
-    model_store = ModelStore(root=str(store or settings.store))
+    model_store = Volume(root=str(store or settings.store))
 
     ready = ready_or_warm(chosen, model_store, on_cold_cache)
     job = prepare_job(media, str(output_dir or settings.output))

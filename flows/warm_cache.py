@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from prefect import flow, unmapped
 from prefect.artifacts import create_table_artifact
 
-from blocks.inventory import cache_report
 from blocks.model_store import ModelStore
+from blocks.volume import Volume
+from blocks.volume.inventory import cache_report
 from profiles import load_catalog, load_profile, resolve_profile
 from tasks.preflight import ready_stages, warm_command
 from tasks.warm import load_check, outcome_rows, warm_model
@@ -50,13 +52,13 @@ def warm_cache(
     chosen = load_profile(resolve_profile(profile)).with_stages(*(with_stages or ()))
     catalog = load_catalog()
     if store_block:
-        model_store = ModelStore.load(store_block)
+        model_store = ModelStore.load(store_block).volume()
         if store:
-            model_store = model_store.model_copy(update={"root": str(store)})
+            model_store = replace(model_store, root=str(store))
     else:
-        model_store = ModelStore(root=str(store or load_settings().store))
+        model_store = Volume(root=str(store or load_settings().store))
     if mirrors:
-        model_store = model_store.model_copy(update={"mirrors": [*mirrors, *model_store.mirrors]})
+        model_store = replace(model_store, mirrors=(*mirrors, *model_store.mirrors))
     specs = [catalog[name] for name in chosen.models()]
     outcomes = warm_model.map(unmapped(model_store), specs, force=unmapped(force)).result()
 

@@ -10,7 +10,7 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NONE
 
-from blocks.model_store import ModelStore
+from blocks.volume import Volume
 from profiles import SUBMODEL_SUFFIX, Profile, StageSpec, can_run, load_catalog
 from tasks.backend import Backend
 from tasks.registry import load_backend, resolve
@@ -56,14 +56,14 @@ class ReadyStage:
         }
 
 
-def warm_command(profile: Profile, store: ModelStore) -> str:
+def warm_command(profile: Profile, store: Volume) -> str:
     """The command that fills the volume for a profile (and the stages a run switched on)."""
     extra = f" --with {','.join(profile.switched_on)}" if profile.switched_on else ""
     return f"voxflow warm --profile {profile.name} --store {store.root}{extra}"
 
 
 def ready_stages(
-    profile: Profile, store: ModelStore
+    profile: Profile, store: Volume
 ) -> tuple[dict[str, ReadyStage], list[ModelNotWarmed]]:
     """What each enabled stage will run with, for the stages whose models are all warmed, and
     why each of the others is not (hardware aside): the one lookup inference and the warm's
@@ -100,7 +100,7 @@ def ready_stages(
     return ready, cold
 
 
-def preflight(profile: Profile, store: ModelStore) -> dict[str, ReadyStage]:
+def preflight(profile: Profile, store: Volume) -> dict[str, ReadyStage]:
     """Check hardware, backend packages and warmed models for every enabled stage.
 
     Args:
@@ -137,6 +137,6 @@ def preflight(profile: Profile, store: ModelStore) -> dict[str, ReadyStage]:
 
 
 @task(cache_policy=NONE)
-def check_ready(profile: Profile, store: ModelStore) -> dict[str, ReadyStage]:
+def check_ready(profile: Profile, store: Volume) -> dict[str, ReadyStage]:
     """Every model and package the profile needs is here (see :func:`preflight`)."""
     return preflight(profile, store)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from prefect import task
 from prefect.cache_policies import NONE
 
-from blocks.model_store import ModelStore
+from blocks.volume import Volume
 from profiles import ModelSpec, StageSpec
 from tasks.loadcheck import LoadCheck, run_load_check
 from tasks.preflight import ReadyStage
@@ -32,7 +32,7 @@ class WarmOutcome:
     error: str | None = None
 
 
-def warm_one(store: ModelStore, spec: ModelSpec, force: bool = False) -> WarmOutcome:
+def warm_one(store: Volume, spec: ModelSpec, force: bool = False) -> WarmOutcome:
     """Warm one model; a failure becomes a 'failed' outcome so the others still run."""
     try:
         result = store.warm(spec, progress=_progress(spec.name), force=force)
@@ -63,7 +63,7 @@ def _progress(name: str):
 
 
 @task(cache_policy=NONE, task_run_name="warm {spec.name}")
-def warm_model(store: ModelStore, spec: ModelSpec, force: bool = False) -> WarmOutcome:
+def warm_model(store: Volume, spec: ModelSpec, force: bool = False) -> WarmOutcome:
     """Prefect face of :func:`warm_one`."""
     return warm_one(store, spec, force)
 

@@ -21,7 +21,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
 os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "tasks,blocks,profiles,flows")
 
-from blocks.model_store import ModelStore  # noqa: E402
+from blocks.volume import Volume  # noqa: E402
 from profiles import load_catalog, load_profile  # noqa: E402
 from voxflow import netguard  # noqa: E402
 
@@ -69,9 +69,9 @@ def cpu_profile():
 
 
 @pytest.fixture(scope="session")
-def warm_store(tmp_path_factory: pytest.TempPathFactory, cpu_profile) -> ModelStore:
+def warm_store(tmp_path_factory: pytest.TempPathFactory, cpu_profile) -> Volume:
     """A model volume holding the cpu profile's models (warmed once per session)."""
-    store = ModelStore(root=str(tmp_path_factory.mktemp("models")))
+    store = Volume(root=str(tmp_path_factory.mktemp("models")))
     catalog = load_catalog()
     for name in cpu_profile.models():
         store.warm(catalog[name])

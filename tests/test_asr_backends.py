@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from blocks.model_store import ModelStore
+from blocks.volume import Volume
 from profiles import StageSpec, load_catalog, load_profile
 from tasks.asr.mlx_whisper import MlxWhisperAsr, MlxWhisperOptions
 from tasks.asr.openvino import REQUIRED_FILES, OpenVinoWhisperAsr, OpenVinoWhisperOptions
@@ -66,7 +66,7 @@ def tiny_profile(tiny_catalog: Path, tmp_path: Path) -> Path:
 
 
 @pytest.fixture()
-def tiny_store(tiny_catalog: Path, warm_store: ModelStore) -> ModelStore:
+def tiny_store(tiny_catalog: Path, warm_store: Volume) -> Volume:
     warm_store.warm(load_catalog()[TINY])
     return warm_store
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import jiwer
 import pytest
 
-from blocks.model_store import ModelStore
+from blocks.volume import Volume
 from conftest import SPEECH_TEXT, bare_faster_whisper, no_network_used, normalise, run_cli
 from profiles import detect_hardware, load_catalog, load_profile, resolve_profile
 from tasks.preflight import preflight
@@ -27,7 +27,7 @@ def test_a_profile_for_absent_hardware_is_refused_at_preflight(name, hardware, t
     if hardware in detect_hardware():
         pytest.skip(f"{hardware} is present here")
     with pytest.raises(BadInput) as err:
-        preflight(load_profile(name), ModelStore(root=str(tmp_path)))
+        preflight(load_profile(name), Volume(root=str(tmp_path)))
     assert f"profile {name!r} cannot run on this machine" in str(err.value)
     assert "--profile" in str(err.value)
 

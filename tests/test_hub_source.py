@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from hubserver import HubServer
 
-from blocks.model_store import ModelStore
+from blocks.volume import Volume
 from profiles.catalog import ModelSpec
 from voxflow.errors import SourceError
 
@@ -70,8 +70,8 @@ def hub_spec(hub: HubServer, repo: str, files=TINY_FILES, revision: str | None =
     )
 
 
-def store_for(hub: HubServer, tmp_path: Path, **kw) -> ModelStore:
-    return ModelStore(root=str(tmp_path / "models"), hub_endpoint=hub.url, **kw)
+def store_for(hub: HubServer, tmp_path: Path, **kw) -> Volume:
+    return Volume(root=str(tmp_path / "models"), hub_endpoint=hub.url, **kw)
 
 
 def test_hf_warm_lands_the_pinned_commit_in_the_hub_layout_and_loads_offline(
@@ -134,7 +134,7 @@ def test_gated_repo_without_a_token_names_the_repo_and_how_to_give_one(hub, tmp_
     message = str(caught.value)
     assert "voxflow-test/gated" in message and "gated" in message and "no token" in message
     assert "HF_TOKEN" in message and "hf_token_secret" in message
-    assert not store.manifest_path(spec).exists()
+    assert not store.paths(spec).manifest.exists()
 
 
 def everything_under(root: Path) -> bytes:
@@ -194,7 +194,7 @@ def test_a_download_that_breaks_off_leaves_nothing_complete_and_a_retry_succeeds
 
     assert "big.bin" in str(caught.value) and "voxflow-test/flaky" in str(caught.value)
     root = Path(store.root)
-    assert not store.manifest_path(spec).exists()
+    assert not store.paths(spec).manifest.exists()
     assert store.status(spec).state == "cold"
     assert not list(root.rglob("*.incomplete"))
     assert not any((root / ".staging" / spec.repo_folder).iterdir())
@@ -207,7 +207,7 @@ def test_an_unreachable_hub_says_so_and_how_to_warm_without_it(hub, tmp_path):
     with socket.socket() as probe:  # a loopback port nothing listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    store = ModelStore(root=str(tmp_path / "models"), hub_endpoint=f"http://127.0.0.1:{port}")
+    store = Volume(root=str(tmp_path / "models"), hub_endpoint=f"http://127.0.0.1:{port}")
 
     with pytest.raises(SourceError) as caught:
         store.warm(hub_spec(hub, "voxflow-test/tiny.en"))

@@ -6,12 +6,14 @@ import errno
 import hashlib
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from blocks import sources
-from blocks.model_store import ModelStore
+from blocks.volume import Volume, sources
+from blocks.volume.manifest import inspect
 from profiles.catalog import ModelSpec
 from voxflow.errors import ModelNotWarmed, SourceError, StoreFull, StoreReadOnly
 
@@ -47,8 +49,8 @@ def spec(tmp_path: Path) -> ModelSpec:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> ModelStore:
-    return ModelStore(root=str(tmp_path / "models"))
+def store(tmp_path: Path) -> Volume:
+    return Volume(root=str(tmp_path / "models"))
 
 
 def test_warm_lays_out_the_hub_cache_and_locate_finds_it(store, spec):
@@ -68,7 +70,7 @@ def test_warm_lays_out_the_hub_cache_and_locate_finds_it(store, spec):
         depth = "../" * (2 + name.count("/"))
         assert os.readlink(link) == f"{depth}blobs/{sha}"  # relative, so the volume can move
     assert (repo / "refs" / "main").read_text() == spec.snapshot_id
-    manifest = json.loads(store.manifest_path(spec).read_text())
+    manifest = json.loads(store.paths(spec).manifest.read_text())
     assert manifest["source"] == spec.source and manifest["revision"] == "2024-06-01"
     assert {f["path"] for f in manifest["files"]} == set(FILES)
     assert manifest["warmed_at"].endswith("+00:00")
@@ -94,7 +96,7 @@ def test_huggingface_hub_sees_the_warmed_repo(store, spec):
 
 def test_second_warm_is_present_and_writes_nothing(store, spec):
     first = store.warm(spec)
-    files = [store.manifest_path(spec), *(first.path / n for n in FILES)]
+    files = [store.paths(spec).manifest, *(first.path / n for n in FILES)]
     before = [p.stat().st_mtime_ns for p in files]
 
     again = store.warm(spec)
@@ -106,7 +108,7 @@ def test_second_warm_is_present_and_writes_nothing(store, spec):
 def test_two_warmers_at_once_copy_the_model_once(store, spec):
     from concurrent.futures import ThreadPoolExecutor
 
-    other = ModelStore(root=store.root)
+    other = Volume(root=store.root)
     with ThreadPoolExecutor(max_workers=2) as pool:
         results = list(pool.map(lambda s: s.warm(spec), [store, other]))
 
@@ -156,13 +158,13 @@ def test_bit_rot_without_an_mtime_change_is_repaired_after_a_deep_verify(store, 
 
 def test_a_touched_but_intact_file_is_hashed_once_then_trusted(store, spec):
     path = store.warm(spec).path / "model.bin"
-    manifest = store.manifest_path(spec)
+    manifest = store.paths(spec).manifest
     later = manifest.stat().st_mtime_ns + 10**9
     os.utime(path, ns=(later, later))
 
     assert store.warm(spec).status == "present"
     assert manifest.stat().st_mtime_ns >= later  # settled: the next warm is a stat again
-    assert store._inspect(spec, suspects=True).suspects == []
+    assert inspect(spec, store.paths(spec), suspects=True).suspects == []
 
 
 def test_truncated_file_blocks_locate_and_warm_repairs_it(store, spec):
@@ -247,7 +249,7 @@ def test_interrupted_warm_leaves_nothing_complete_and_next_warm_succeeds(store, 
     assert "tiny-test" in message and spec.source in message
     assert any(f"'{name}'" in message for name in opened[1:])
     assert isinstance(caught.value.__cause__, OSError)
-    assert not store.manifest_path(spec).exists()
+    assert not store.paths(spec).manifest.exists()
     assert store.status(spec).state == "cold"
     assert not list((Path(store.root) / "hub").rglob("*.incomplete"))
 
@@ -263,7 +265,7 @@ def test_missing_source_file_names_model_source_and_file(store, tmp_path):
     spec = spec_for(f"file://{src}")
     with pytest.raises(SourceError, match=r"'model.bin' of model 'tiny-test' from file://"):
         store.warm(spec)
-    assert not store.manifest_path(spec).exists()
+    assert not store.paths(spec).manifest.exists()
 
 
 def test_full_volume_reports_sizes_and_writes_no_manifest(store, spec, monkeypatch):
@@ -273,14 +275,14 @@ def test_full_volume_reports_sizes_and_writes_no_manifest(store, spec, monkeypat
     monkeypatch.setattr(os, "fsync", no_space)
     with pytest.raises(StoreFull, match=r"is full: needed \d+ MB for tiny-test, \d+ MB free"):
         store.warm(spec)
-    assert not store.manifest_path(spec).exists()
+    assert not store.paths(spec).manifest.exists()
     assert not list((Path(store.root) / "hub").rglob("*.incomplete"))
 
 
 def test_file_mirror_is_tried_before_the_source(store, tmp_path):
     fake_model(tmp_path / "mirror" / "voxflow" / "tiny-test")
     spec = spec_for(f"file://{tmp_path / 'nowhere'}")
-    store = ModelStore(root=store.root, mirrors=[f"file://{tmp_path / 'mirror'}"])
+    store = Volume(root=store.root, mirrors=[f"file://{tmp_path / 'mirror'}"])
 
     assert store.warm(spec).status == "warmed"
     assert store.verify(spec, deep=True).ok
@@ -293,7 +295,7 @@ def test_hub_warm_in_an_offline_process_says_to_drop_hf_hub_offline(store, monke
     spec = spec_for("hf://Systran/faster-whisper-tiny.en", revision="a" * 40)
     with pytest.raises(SourceError, match="run the warm without HF_HUB_OFFLINE"):
         store.warm(spec)
-    assert not store.manifest_path(spec).exists()
+    assert not store.paths(spec).manifest.exists()
 
 
 PKG_FILES = ("model.bin", "config.json", "tokenizer.json", "vocabulary.txt")
@@ -329,3 +331,13 @@ def test_packaged_whisper_model_loads_from_the_located_snapshot(store):
     assert store.warm(spec).status == "warmed"
     model = faster_whisper.WhisperModel(str(store.locate(spec)), device="cpu", compute_type="int8")
     assert not model.model.is_multilingual  # tiny.en
+
+
+def test_the_volume_is_read_and_warmed_without_prefect():
+    """Readers (preflight, report, verify, the load check's child) need no Prefect block."""
+    code = (
+        "import sys, blocks.volume, blocks.volume.inventory, blocks.volume.prune\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'prefect'))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

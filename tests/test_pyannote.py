@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import yaml
 
-from blocks.model_store import ModelStore
+from blocks.volume import Volume
 from conftest import cli_env, run_cli, speak
 from profiles import StageSpec, load_catalog, load_profile
 from tasks.diarize import Diarization, SpeakerCount, SpeakerTurn, with_diarization
@@ -152,7 +152,7 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def pyannote_store(tiny_models, tmp_path_factory) -> ModelStore:
+def pyannote_store(tiny_models, tmp_path_factory) -> Volume:
     """A catalog (``$VOXFLOW_CATALOG``) serving the tiny models from file://, warmed."""
     shipped = load_catalog()
     entries = {}
@@ -170,7 +170,7 @@ def pyannote_store(tiny_models, tmp_path_factory) -> ModelStore:
         patch.setenv("VOXFLOW_CATALOG", str(catalog))
         patch.delenv("HF_TOKEN", raising=False)
         patch.setenv("HF_HUB_OFFLINE", "1")
-        store = ModelStore(root=str(tmp_path_factory.mktemp("pyannote-store")))
+        store = Volume(root=str(tmp_path_factory.mktemp("pyannote-store")))
         for name in entries:
             store.warm(load_catalog()[name])
         yield store
@@ -200,11 +200,11 @@ def two_voices(tmp_path_factory) -> Path:
     return dest
 
 
-def _located(store: ModelStore, name: str) -> Path:
+def _located(store: Volume, name: str) -> Path:
     return store.locate(load_catalog()[name])
 
 
-def _diarizer(store: ModelStore, **options):
+def _diarizer(store: Volume, **options):
     profile = load_profile("cpu")
     spec = profile.stages["diarize"]
     spec = StageSpec(
@@ -489,7 +489,7 @@ def test_a_speaker_count_switches_diarization_on_and_warming_names_it():
     on = with_diarization(cpu, None, SpeakerCount(num=2))
     assert on.stages["diarize"].enabled and on.switched_on == ("diarize",)
     assert set(on.models()) >= {PIPELINE, SEGMENTATION, EMBEDDING}
-    assert warm_command(on, ModelStore(root="m")).endswith("--with diarize")
+    assert warm_command(on, Volume(root="m")).endswith("--with diarize")
     off = with_diarization(load_profile("cuda"), False, SpeakerCount())
     assert not off.stages["diarize"].enabled and off.switched_on == ()
     with pytest.raises(BadInput, match="switched off"):

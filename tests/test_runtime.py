@@ -9,7 +9,7 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 
-from blocks.model_store import ModelStore
+from blocks.volume import Volume
 from conftest import SAMPLE
 from flows import runtime
 from flows.transcribe import transcribe
@@ -24,7 +24,7 @@ def test_cold_volume_under_a_deployment_names_the_warm_deployment(
 ):
     monkeypatch.setattr(runtime, "under_deployment", lambda: True)
     with pytest.raises(ModelNotWarmed) as err:
-        runtime.ready_or_warm(cpu_profile, ModelStore(root=str(tmp_path)), "fail")
+        runtime.ready_or_warm(cpu_profile, Volume(root=str(tmp_path)), "fail")
     assert "prefect deployment run warm-cache/cpu" in str(err.value)
     assert "on_cold_cache=warm" in str(err.value)
 

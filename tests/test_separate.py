@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from blocks.model_store import ModelStore
+from blocks.volume import Volume
 from conftest import ROOT, SAMPLE
 from profiles import StageSpec, load_catalog, load_profile
 from tasks.extract import load_wav
@@ -283,7 +283,7 @@ def test_the_cpu_profile_runs_no_separation_unless_asked(warm_store):
 
 def test_a_cold_volume_names_the_warm_command_with_separation(warm_store, tmp_path):
     profile = load_profile("cpu").with_stages("separate")
-    store = ModelStore(root=str(tmp_path / "cold"))
+    store = Volume(root=str(tmp_path / "cold"))
 
     with pytest.raises(ModelNotWarmed, match="--with separate") as e:
         preflight(profile, store)

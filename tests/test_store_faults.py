@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from test_model_store import FILES, fake_model, spec_for
 
-from blocks.model_store import ModelStore
+from blocks.volume import Volume
 from conftest import ROOT
 from profiles import load_catalog, load_profile
 from tasks.preflight import preflight
@@ -23,8 +23,8 @@ from voxflow.errors import ModelNotWarmed, SourceError, StoreFull, StoreReadOnly
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> ModelStore:
-    return ModelStore(root=str(tmp_path / "models"))
+def store(tmp_path: Path) -> Volume:
+    return Volume(root=str(tmp_path / "models"))
 
 
 def mount(*args: str) -> None:
@@ -55,9 +55,9 @@ def test_failing_mirrors_fall_back_to_the_next_with_a_warning(store, tmp_path, c
         f"file://{tmp_path / 'good'}",
     ]
     spec = spec_for(f"file://{tmp_path / 'nowhere'}")  # the source itself is gone
-    store = ModelStore(root=store.root, mirrors=mirrors)
+    store = Volume(root=store.root, mirrors=mirrors)
 
-    with caplog.at_level(logging.WARNING, logger="blocks.model_store"):
+    with caplog.at_level(logging.WARNING, logger="blocks.volume"):
         assert store.warm(spec).status == "warmed"
 
     assert store.verify(spec, deep=True).ok
@@ -69,10 +69,10 @@ def test_failing_mirrors_fall_back_to_the_next_with_a_warning(store, tmp_path, c
 
 def test_when_every_mirror_and_the_source_fail_the_error_names_the_source(store, tmp_path):
     spec = spec_for(f"file://{tmp_path / 'nowhere'}")
-    store = ModelStore(root=store.root, mirrors=[f"file://{tmp_path / 'empty'}"])
+    store = Volume(root=store.root, mirrors=[f"file://{tmp_path / 'empty'}"])
     with pytest.raises(SourceError, match=r"of model 'tiny-test' from file://.*nowhere"):
         store.warm(spec)
-    assert not store.manifest_path(spec).exists()
+    assert not store.paths(spec).manifest.exists()
 
 
 @pytest.fixture
@@ -109,7 +109,7 @@ def test_an_s3_mirror_on_a_local_s3_server_serves_the_model(store, tmp_path, s3)
         s3.put_object(Bucket="models", Key=f"mirror/voxflow/tiny-test/{name}", Body=data)
     fsspec.config.conf.pop("s3", None)
     spec = spec_for(f"file://{tmp_path / 'nowhere'}")
-    store = ModelStore(root=store.root, mirrors=["s3://models/mirror"])
+    store = Volume(root=store.root, mirrors=["s3://models/mirror"])
 
     assert store.warm(spec).status == "warmed"
     assert store.verify(spec, deep=True).ok
@@ -127,7 +127,7 @@ def test_a_source_symlink_pointing_outside_its_folder_is_refused(store, tmp_path
 
     with pytest.raises(SourceError, match=r"'config.json' resolves to /etc/passwd, outside"):
         store.warm(spec)
-    assert not store.manifest_path(spec).exists()
+    assert not store.paths(spec).manifest.exists()
 
 
 def test_a_source_symlink_inside_its_folder_is_copied_as_content(store, tmp_path):
@@ -149,9 +149,9 @@ def test_a_source_symlink_inside_its_folder_is_copied_as_content(store, tmp_path
 def test_a_tampered_manifest_cannot_point_outside_the_volume(store, spec_src, field, value):
     spec = spec_src
     store.warm(spec)
-    manifest = json.loads(store.manifest_path(spec).read_text())
+    manifest = json.loads(store.paths(spec).manifest.read_text())
     manifest["files"][0][field] = value
-    store.manifest_path(spec).write_text(json.dumps(manifest))
+    store.paths(spec).manifest.write_text(json.dumps(manifest))
 
     with pytest.raises(ModelNotWarmed, match="would escape the model volume|no valid sha256"):
         store.locate(spec)
@@ -181,11 +181,11 @@ def spec_src(tmp_path: Path):
 
 WARM_ONE = """
 import sys
-from blocks.model_store import ModelStore
+from blocks.volume import Volume
 from profiles.catalog import ModelSpec
 spec = ModelSpec(name="huge", source=sys.argv[2], revision="1", files=("huge.bin",),
                  format="raw", repo_id="voxflow/huge")
-ModelStore(root=sys.argv[1], max_workers=1).warm(spec)
+Volume(root=sys.argv[1], max_workers=1).warm(spec)
 """
 
 
@@ -220,7 +220,7 @@ def test_kill_9_mid_copy_leaves_no_manifest_and_the_next_warm_finishes(store, tm
         repo_id="voxflow/huge",
     )
 
-    assert not store.manifest_path(spec).exists()
+    assert not store.paths(spec).manifest.exists()
     assert store.status(spec).state == "cold"
     with pytest.raises(ModelNotWarmed):
         store.locate(spec)
@@ -242,12 +242,12 @@ def test_a_full_disk_gives_store_full_and_no_manifest(tmp_path):
         (src / "big.bin").write_bytes(os.urandom(30 << 20))
         (src / "config.json").write_text("{}")
         spec = spec_for(f"file://{src}", files=("config.json", "big.bin"))
-        store = ModelStore(root=str(small / "models"))
+        store = Volume(root=str(small / "models"))
 
         with pytest.raises(StoreFull, match=r"is full: needed 31 MB for tiny-test, \d+ MB free"):
             store.warm(spec)
 
-        assert not store.manifest_path(spec).exists()
+        assert not store.paths(spec).manifest.exists()
         assert not list((small / "models").rglob("*.incomplete"))
         assert store.status(spec).state == "cold"
     finally:
@@ -260,13 +260,13 @@ def test_a_read_only_mount_serves_inference_and_warm_says_read_only(tmp_path):
     faster_whisper = pytest.importorskip("faster_whisper")
     catalog = load_catalog()
     tiny, other = catalog["faster-whisper-tiny.en"], catalog["silero-vad-v6"]
-    ModelStore(root=str(tmp_path / "rw")).warm(tiny)
+    Volume(root=str(tmp_path / "rw")).warm(tiny)
     ro = tmp_path / "ro"
     ro.mkdir()
     mount("--bind", str(tmp_path / "rw"), str(ro))
     try:
         mount("-o", "remount,bind,ro", str(ro))
-        store = ModelStore(root=str(ro))
+        store = Volume(root=str(ro))
 
         path = store.locate(tiny)
         model = faster_whisper.WhisperModel(str(path), device="cpu", compute_type="int8")
@@ -285,7 +285,7 @@ def test_a_read_only_mount_serves_inference_and_warm_says_read_only(tmp_path):
 
 
 def test_preflight_refuses_a_model_whose_files_do_not_match_and_says_how_to_repair(tmp_path):
-    store = ModelStore(root=str(tmp_path / "models"))
+    store = Volume(root=str(tmp_path / "models"))
     catalog = load_catalog()
     profile = load_profile("cpu")
     for name in profile.models():

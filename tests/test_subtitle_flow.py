@@ -11,7 +11,7 @@ import pytest
 import yaml
 from translation_models import build_all, catalog_yaml
 
-from blocks.model_store import ModelStore
+from blocks.volume import Volume
 from conftest import ROOT, SAMPLE, cli_env, run_cli
 from flows.subtitle import subtitle
 from flows.warm_cache import warm_cache
@@ -60,7 +60,7 @@ def profiles_dir(catalog, tmp_path_factory: pytest.TempPathFactory) -> dict[str,
 
 
 @pytest.fixture(scope="module")
-def store(catalog, warm_store: ModelStore) -> ModelStore:
+def store(catalog, warm_store: Volume) -> Volume:
     """The session's cpu volume plus two tiny translation models (tiny-m2m100 stays cold)."""
     specs = load_catalog()
     for name in (NLLB_CT2, MARIAN):

@@ -25,6 +25,7 @@ from voxflow.languages import Language, lookup
 
 log = logging.getLogger(__name__)
 
+
 def translate_transcript(
     backend: TranslateBackend, transcript: Transcript, target: str, source: str | None = None
 ) -> Transcript:

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from blocks.sources import Source, source_for_url
+from blocks.volume.sources import Source, source_for_url
 from profiles.catalog import ModelSpec
 from voxflow.atomic import temp_name
 from voxflow.errors import SourceError

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from blocks.layout import ModelPaths, lock_path
-from blocks.model_store import ModelStore
+from blocks.volume import Volume
+from blocks.volume.layout import ModelPaths, lock_path
 from profiles.catalog import ModelSpec
 from voxflow.atomic import writer_gone
 from voxflow.errors import SourceError
@@ -38,7 +38,7 @@ class PrunePlan:
         return sum(size for _, size in self.items)
 
 
-def plan_prune(store: ModelStore, keep: list[ModelSpec]) -> PrunePlan:
+def plan_prune(store: Volume, keep: list[ModelSpec]) -> PrunePlan:
     """Everything on the volume that none of ``keep`` needs, with its size in bytes.
 
     That is: repos of models not in ``keep``, other snapshots (and their manifests) of the
@@ -47,7 +47,7 @@ def plan_prune(store: ModelStore, keep: list[ModelSpec]) -> PrunePlan:
     """
     wanted: dict[str, dict[str, ModelSpec]] = {}
     for spec in keep:
-        wanted.setdefault(spec.repo_folder, {})[store.snapshot_id(spec)] = spec
+        wanted.setdefault(spec.repo_folder, {})[store.paths(spec).snapshot_id] = spec
     root = Path(store.root)
     found: list[tuple[Path, int]] = []
     for repo in sorted((root / "hub").glob("models--*")):
@@ -82,7 +82,7 @@ def plan_prune(store: ModelStore, keep: list[ModelSpec]) -> PrunePlan:
     return PrunePlan(store.root, tuple(found))
 
 
-def execute_prune(store: ModelStore, plan: PrunePlan) -> int:
+def execute_prune(store: Volume, plan: PrunePlan) -> int:
     """Delete what ``plan`` lists, each model's part under its warm lock.
 
     Returns:
@@ -115,7 +115,7 @@ def execute_prune(store: ModelStore, plan: PrunePlan) -> int:
     return freed
 
 
-def volume_usage(store: ModelStore) -> tuple[int, int, int]:
+def volume_usage(store: Volume) -> tuple[int, int, int]:
     """(bytes the volume's files use, disk size, disk free)."""
     root = Path(store.root)
     used = sum(p.lstat().st_size for p in root.rglob("*") if p.is_file() and not p.is_symlink())

@@ -6,8 +6,8 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from blocks.model_store import ModelStore
-from blocks.prune import PrunePlan, plan_prune, volume_usage
+from blocks.volume import Volume
+from blocks.volume.prune import PrunePlan, plan_prune, volume_usage
 from profiles import Profile, list_profiles, load_catalog, load_profile
 from profiles.catalog import ModelSpec
 
@@ -119,11 +119,11 @@ def roles(profile: Profile) -> dict[str, str]:
     return {name: ", ".join(uses) for name, uses in found.items()}
 
 
-def _row(store: ModelStore, spec: ModelSpec, role: str) -> ModelRow:
+def _row(store: Volume, spec: ModelSpec, role: str) -> ModelRow:
     status = store.status(spec)
     verified = store.last_verified(spec) or {}
     if status.state == "cold":
-        snapshot = store.snapshot_dir(spec)
+        snapshot = store.paths(spec).snapshot
         missing = tuple(
             f"{file_kind(f)} {f}" + (" (present, not committed)" if (snapshot / f).exists() else "")
             for f in spec.files
@@ -141,7 +141,7 @@ def _row(store: ModelStore, spec: ModelSpec, role: str) -> ModelRow:
         model=spec.name,
         role=role,
         state=status.state,
-        revision=spec.revision if spec.scheme != "hf" else store.snapshot_id(spec),
+        revision=spec.revision if spec.scheme != "hf" else store.paths(spec).snapshot_id,
         size_bytes=status.size_bytes,
         files=files,
         warmed_at=status.warmed_at,
@@ -151,7 +151,7 @@ def _row(store: ModelStore, spec: ModelSpec, role: str) -> ModelRow:
     )
 
 
-def cache_report(store: ModelStore, profile: Profile | None = None) -> CacheReport:
+def cache_report(store: Volume, profile: Profile | None = None) -> CacheReport:
     """Inventory the volume: the profile's models (or every catalog model on the volume).
 
     Args:
@@ -166,7 +166,7 @@ def cache_report(store: ModelStore, profile: Profile | None = None) -> CacheRepo
         uses = roles(profile)
         specs = [(catalog[name], role) for name, role in uses.items()]
     else:
-        specs = [(spec, "-") for spec in catalog.values() if store.manifest_path(spec).exists()]
+        specs = [(spec, "-") for spec in catalog.values() if store.paths(spec).manifest.exists()]
     used, disk, free = volume_usage(store)
     return CacheReport(
         root=store.root,
@@ -189,6 +189,6 @@ def referenced_models(extra_profiles: list[str] | None = None) -> list[ModelSpec
     return [catalog[name] for name in names if name in catalog]
 
 
-def prune_plan(store: ModelStore, extra_profiles: list[str] | None = None) -> PrunePlan:
+def prune_plan(store: Volume, extra_profiles: list[str] | None = None) -> PrunePlan:
     """What ``voxflow cache prune`` would delete: paths no profile needs, with their sizes."""
     return plan_prune(store, referenced_models(extra_profiles))
