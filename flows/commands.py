@@ -65,19 +65,12 @@ def verify(args: argparse.Namespace) -> int:
 
 
 def transcribe(args: argparse.Namespace) -> int:
-    from flows.transcribe import run_profile
+    from flows.request import TranscribeRequest
     from flows.transcribe import transcribe as transcribe_flow
-    from profiles import resolve_profile
-    from tasks.asr import speech_language
-    from tasks.diarize import SpeakerCount
-    from tasks.subtitles import parse_formats
 
-    # Cheap checks first, so bad input and a cold volume fail before a Prefect server starts.
-    formats = list(parse_formats(args.format))
-    speech_language(args.language)
-    name = resolve_profile(args.profile)  # 'auto' is decided once, here
-    count = SpeakerCount(args.speakers, args.min_speakers, args.max_speakers)
-    _check_before_running(args, run_profile(name, args.diarize, count, args.separate))
+    runs = _checked_runs(
+        [TranscribeRequest(media=m, language=args.language, **_shared(args)) for m in args.media]
+    )
 
     def report(media: str, record: dict) -> None:
         _out(
@@ -87,33 +80,24 @@ def transcribe(args: argparse.Namespace) -> int:
         for fmt, path in record["outputs"].items():
             _out(f"  {fmt:5} {path}")
 
-    return _each_media(
-        args.media,
-        lambda media: transcribe_flow(
-            media=media, profile=name, language=args.language, formats=formats, **_run_kwargs(args)
-        ),
-        report,
-    )
+    return _each_media(runs, lambda run: transcribe_flow(**run.request.parameters()), report)
 
 
 def subtitle(args: argparse.Namespace) -> int:
+    from flows.request import SubtitleRequest
     from flows.subtitle import subtitle as subtitle_flow
-    from flows.transcribe import run_profile
-    from profiles import resolve_profile
-    from tasks.diarize import SpeakerCount
-    from tasks.subtitles import parse_formats
-    from voxflow.languages import lookup
 
-    # Cheap checks first, so bad input and a cold volume fail before a Prefect server starts.
-    targets = [lookup(code).code for code in args.to.split(",") if code.strip()]
-    source = lookup(args.source).code if args.source else None
-    formats = list(parse_formats(args.format))
+    targets = [code for code in args.to.split(",") if code.strip()]
     if not targets:
         raise BadInput("--to names no language; e.g. --to fr,de")
-    profile = resolve_profile(args.profile)  # 'auto' is decided once, here
-    count = SpeakerCount(args.speakers, args.min_speakers, args.max_speakers)
-    chosen = run_profile(profile, args.diarize, count, args.separate).with_stages("translate")
-    _check_before_running(args, chosen)
+    runs = _checked_runs(
+        [
+            SubtitleRequest(
+                media=m, target_languages=targets, source_language=args.source, **_shared(args)
+            )
+            for m in args.media
+        ]
+    )
 
     def report(media: str, record: dict) -> None:
         _out(f"{media}: {record['audio_seconds']:.1f} s of audio")
@@ -123,34 +107,14 @@ def subtitle(args: argparse.Namespace) -> int:
             for fmt, path in paths.items():
                 _out(f"  {language:>3} {fmt:5} {path}")
 
-    return _each_media(
-        args.media,
-        lambda media: subtitle_flow(
-            media=media,
-            target_languages=targets,
-            source_language=source,
-            profile=profile,
-            formats=formats,
-            **_run_kwargs(args),
-        ),
-        report,
-    )
+    return _each_media(runs, lambda run: subtitle_flow(**run.request.parameters()), report)
 
 
-def _check_before_running(args: argparse.Namespace, profile: Any) -> None:
-    """Every media path, the profile's hardware and its warmed models, before any flow runs."""
-    from blocks.volume import Volume
-    from tasks.extract import check_media_path
-    from tasks.preflight import preflight
-
-    for media in args.media:
-        check_media_path(media)
-    preflight(profile, Volume(root=args.store))
-
-
-def _run_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    """Flow parameters `transcribe` and `subtitle` share, from the shared flags."""
+def _shared(args: argparse.Namespace) -> dict[str, Any]:
+    """The request's fields that transcribe and subtitle share, from the shared flags."""
     return {
+        "profile": args.profile,
+        "formats": [args.format],
         "output_dir": args.output,
         "store": args.store,
         "audio_stream": args.audio_stream,
@@ -162,23 +126,34 @@ def _run_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _checked_runs(requests: list[Any]) -> list[Any]:
+    """Every request checked, then the profile's hardware and warmed models: all bad input and
+    a cold volume fail before a Prefect server starts ('auto' is decided once, here)."""
+    from tasks.preflight import preflight
+
+    runs = [request.check() for request in requests]
+    preflight(runs[0].profile, runs[0].volume)
+    return runs
+
+
 def _each_media(
-    media: list[str],
-    run_one: Callable[[str], dict[str, Any]],
+    runs: list[Any],
+    run_one: Callable[[Any], dict[str, Any]],
     report: Callable[[str, dict[str, Any]], None],
 ) -> int:
     """Run one flow per file; with several files a failure is reported and the rest go on."""
     failed = 0
-    for item in media:
+    for run in runs:
+        media = run.request.media
         try:
-            record = run_one(item)
+            record = run_one(run)
         except VoxflowError as e:
-            if len(media) == 1:
+            if len(runs) == 1:
                 raise
             failed += 1
-            _out(f"FAILED  {item}: {e}")
+            _out(f"FAILED  {media}: {e}")
             continue
-        report(item, record)
+        report(media, record)
     return 1 if failed else 0
 
 

@@ -8,20 +8,22 @@ from pathlib import Path
 from prefect import flow
 from prefect.artifacts import create_table_artifact
 
-from blocks.volume import Volume
-from flows.runtime import OnColdCache, ready_or_warm
-from flows.transcribe import transcribe
+from flows.request import OnColdCache, TranscribeRequest
+from flows.runtime import ready_or_warm
+from flows.transcribe import transcribe_job
 from profiles import load_profile, resolve_profile
 from tasks.inbox import (
     DONE,
     LEDGER_NAME,
     QUARANTINED,
     InboxBusy,
+    InboxFile,
     is_file_fault,
     locked_ledger,
     pending_files,
 )
 from tasks.inbox import quarantine as move_to_quarantine
+from tasks.job import prepare_job
 from voxflow.settings import load_settings
 
 log = logging.getLogger(__name__)
@@ -66,6 +68,17 @@ def inbox(
     quarantine = Path(quarantine_dir) if quarantine_dir else folder / "quarantine"
     chosen_name = resolve_profile(profile)
     summary: dict[str, list[str]] = {DONE: [], QUARANTINED: []}
+
+    def request(item: InboxFile) -> TranscribeRequest:
+        return TranscribeRequest(
+            media=str(item.path),
+            profile=chosen_name,
+            language=language,
+            formats=formats,
+            output_dir=str(output),
+            store=store,
+        )
+
     try:
         with locked_ledger(output / LEDGER_NAME) as ledger:
             todo = pending_files(folder, ledger, min_age_s)
@@ -74,18 +87,13 @@ def inbox(
                 return summary
             # Problems of the machine or the volume fail the run before any file is touched;
             # only what goes wrong with one file sends that file to quarantine.
-            model_store = Volume(root=str(store or settings.store))
-            ready_or_warm(load_profile(chosen_name), model_store, on_cold_cache)
+            first = request(todo[0]).check()
+            ready = ready_or_warm(first.profile, first.volume, on_cold_cache)
             for item in todo:
                 try:
-                    record = transcribe(
-                        media=str(item.path),
-                        profile=chosen_name,
-                        language=language,
-                        formats=formats,
-                        output_dir=str(output),
-                        store=model_store.root,
-                    )
+                    run = request(item).check()
+                    job = prepare_job(run.request.media, str(run.output))
+                    record = transcribe_job(job, run, ready).record
                 except Exception as e:
                     if not is_file_fault(e):
                         log.error(

@@ -16,11 +16,11 @@ import logging
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Literal
 
 from prefect.runtime import deployment
 
 from blocks.volume import Volume
+from flows.request import OnColdCache
 from profiles import Profile
 from tasks.preflight import ReadyStage, check_ready
 from voxflow.errors import BadInput, ModelNotWarmed, WarmFailed
@@ -28,7 +28,6 @@ from voxflow.settings import load_settings
 
 log = logging.getLogger(__name__)
 
-OnColdCache = Literal["fail", "warm"]
 """What an inference flow does when a model is not warmed: refuse, or warm it and go on."""
 
 GPU_HARDWARE = frozenset({"cuda", "mlx"})

@@ -23,8 +23,9 @@ import yaml
 
 from blocks.volume import Volume
 from conftest import cli_env, run_cli, speak
+from flows.request import with_diarization
 from profiles import StageSpec, load_catalog, load_profile
-from tasks.diarize import Diarization, SpeakerCount, SpeakerTurn, with_diarization
+from tasks.diarize import Diarization, SpeakerCount, SpeakerTurn
 from tasks.diarize.assign import assign_speakers
 from tasks.extract import SAMPLE_RATE, extract_audio, load_wav
 from tasks.loadcheck import run_load_check

@@ -10,12 +10,11 @@ from typing import Any
 
 import numpy as np
 
-from profiles import Profile
 from tasks.backend import Backend, test_audio
 from voxflow.atomic import write_json
 from voxflow.errors import BadInput
 
-__all__ = ["DiarizeBackend", "Diarization", "SpeakerCount", "SpeakerTurn", "with_diarization"]
+__all__ = ["DiarizeBackend", "Diarization", "SpeakerCount", "SpeakerTurn"]
 
 
 @dataclass(frozen=True)
@@ -117,29 +116,3 @@ class DiarizeBackend(Backend):
     def self_check(self) -> str:
         diarization = self.diarize(test_audio(), 16_000, SpeakerCount())
         return f"{len(diarization.turns)} speaker turn(s) in 1 s of test audio"
-
-
-def with_diarization(profile: Profile, diarize: bool | None, speakers: SpeakerCount) -> Profile:
-    """The profile a run uses: diarization switched on or off as the run asks.
-
-    Args:
-        profile: The loaded profile.
-        diarize: True or False to force the stage on or off; None to follow the profile, or
-            to switch it on when ``speakers`` gives a count.
-        speakers: The run's speaker count (empty when not given).
-
-    Raises:
-        BadInput: A speaker count with ``diarize`` False.
-        ProfileError: Diarization asked for, but the profile declares no diarize stage.
-    """
-    counted = speakers != SpeakerCount()
-    if diarize is False and counted:
-        raise BadInput("a number of speakers was given, but diarization is switched off")
-    declared = profile.stages.get("diarize")
-    enabled = declared is not None and declared.enabled
-    wanted = diarize if diarize is not None else (enabled or counted)
-    if wanted and not enabled:
-        return profile.with_stages("diarize")
-    if not wanted and enabled:
-        return profile.with_stages(off=("diarize",))
-    return profile

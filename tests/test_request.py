@@ -1,0 +1,73 @@
+"""The run request: one model describes the flows' parameters, and one check reads them."""
+
+from __future__ import annotations
+
+import pytest
+from prefect.utilities.callables import parameter_schema
+
+from conftest import SAMPLE
+from flows.request import SubtitleRequest, TranscribeRequest, takes
+from flows.subtitle import subtitle
+from flows.transcribe import transcribe
+from profiles import resolve_profile
+from voxflow.errors import BadInput, MediaNotFound
+
+
+@pytest.mark.parametrize(
+    ("flow", "model"), [(transcribe, TranscribeRequest), (subtitle, SubtitleRequest)]
+)
+def test_the_deployment_form_describes_each_parameter_as_the_request_does(flow, model):
+    form = parameter_schema(flow.fn).model_dump()["properties"]
+    assert set(form) == set(model.model_fields)
+    for name, field in model.model_fields.items():
+        assert form[name]["description"] == field.description, name
+
+
+def test_a_flow_whose_parameters_drift_from_the_request_is_refused_when_defined():
+    def drifted(media: str, profile: str = "cpu"):  # the request's profile defaults to auto
+        """A flow."""
+
+    with pytest.raises(TypeError, match="profile"):
+        takes(TranscribeRequest)(drifted)
+
+    def missing(media: str):
+        """A flow."""
+
+    with pytest.raises(TypeError, match="differ"):
+        takes(TranscribeRequest)(missing)
+
+
+def test_check_normalises_the_request_it_passes_on():
+    run = TranscribeRequest(
+        media=str(SAMPLE), language="French", formats=["SRT", "vtt,srt"]
+    ).check()
+    assert run.request.language == "fr"
+    assert run.request.formats == ["srt", "vtt"]
+    assert run.request.profile == resolve_profile("auto") != "auto"  # decided once
+    assert run.formats == ("srt", "vtt")
+    # What it passes on checks to the same run.
+    again = TranscribeRequest(**run.request.parameters()).check()
+    assert again.request == run.request
+
+
+def test_check_switches_the_stages_the_run_asks_for():
+    run = TranscribeRequest(media=str(SAMPLE), speakers=2, separate=True).check()
+    assert run.profile.stages["diarize"].enabled and run.profile.stages["separate"].enabled
+    sub = SubtitleRequest(media=str(SAMPLE), target_languages=["German"]).check()
+    assert sub.profile.stages["translate"].enabled
+    assert sub.request.target_languages == ["de"] and sub.formats == ("srt", "vtt", "json")
+
+
+@pytest.mark.parametrize(
+    ("request_", "error"),
+    [
+        (TranscribeRequest(media="nowhere.mp4"), MediaNotFound),
+        (TranscribeRequest(media=str(SAMPLE), language="Klingon"), BadInput),
+        (TranscribeRequest(media=str(SAMPLE), formats=["docx"]), BadInput),
+        (TranscribeRequest(media=str(SAMPLE), diarize=False, speakers=2), BadInput),
+        (SubtitleRequest(media=str(SAMPLE), target_languages=[]), BadInput),
+    ],
+)
+def test_bad_requests_fail_the_check_with_what_was_expected(request_, error):
+    with pytest.raises(error):
+        request_.check()
