@@ -129,7 +129,7 @@ def _shared(args: argparse.Namespace) -> dict[str, Any]:
 def _checked_runs(requests: list[Any]) -> list[Any]:
     """Every request checked, then the profile's hardware and warmed models: all bad input and
     a cold volume fail before a Prefect server starts ('auto' is decided once, here)."""
-    from tasks.preflight import preflight
+    from tasks.volume.preflight import preflight
 
     runs = [request.check() for request in requests]
     preflight(runs[0].profile, runs[0].volume)

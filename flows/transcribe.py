@@ -16,13 +16,12 @@ from flows.runtime import gpu_slot, ready_or_warm
 from tasks.asr.stage import recognise
 from tasks.diarize.stage import diarize_speakers
 from tasks.extract.stage import extract
-from tasks.job import Job, StageResult, prepare_job
-from tasks.preflight import ReadyStage
-from tasks.report import transcript_preview, write_run_record
+from tasks.job import Job, StageResult, prepare_job, transcript_preview, write_run_record
 from tasks.separate.stage import separate_voice
 from tasks.subtitles.stage import write_subtitles
 from tasks.transcript import Transcript
 from tasks.vad.stage import detect_speech
+from tasks.volume.preflight import ReadyStage
 
 
 @flow(name="transcribe", log_prints=False)

@@ -8,6 +8,8 @@ leaves ``records/stages/<stage>.json`` holding its cache key, its result record 
 The key hashes (the media content, the stage's config including model revisions, the upstream
 stage's key), so re-running the same file skips finished stages, a changed config reruns from
 that stage on, and a run killed mid-flow resumes at the first stage without a record.
+``run.json`` records the whole run (profile, models, seconds per stage, outputs), and
+:func:`transcript_preview` is the Markdown of its Prefect artifact.
 """
 
 from __future__ import annotations
@@ -24,14 +26,19 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prefect import task
 from prefect.cache_policies import NONE
 
 from tasks.extract import check_media_path, content_hash
+from voxflow import __version__
 from voxflow.atomic import write_json
 from voxflow.errors import OutputFull
+
+if TYPE_CHECKING:
+    from profiles import Profile
+    from tasks.volume.preflight import ReadyStage
 
 log = logging.getLogger(__name__)
 
@@ -195,3 +202,63 @@ def room_for(job: Job, doing: str) -> Iterator[None]:
         except OSError:
             free = 0
         raise OutputFull(job.directory, doing, free) from e
+
+
+# -- the run record ---------------------------------------------------------------------
+
+
+def write_run_record(
+    job: Job,
+    profile: Profile,
+    ready: dict[str, ReadyStage],
+    stages: list[StageResult],
+    outputs: dict[str, str],
+    wall_seconds: float,
+    flow_run_id: str | None = None,
+) -> dict[str, Any]:
+    """Write ``run.json``: profile, models with revisions, seconds per stage, real-time factor.
+
+    The real-time factor counts the work this run did (cached stages cost nothing).
+    ``flow_run_id`` links the record to its Prefect flow run (logs, artifacts).
+    """
+    duration = next(s.result["duration"] for s in stages if s.stage == "extract")
+    work = sum(0.0 if s.cached else s.seconds for s in stages)
+    record = {
+        "voxflow": __version__,
+        "media": job.media,
+        "sha256": job.sha256,
+        "job": job.directory,
+        "profile": profile.name,
+        "flow_run_id": flow_run_id,
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "models": {
+            name: {"backend": r.backend, "model": r.model, "revision": r.revision}
+            for name, r in ready.items()
+        },
+        "stages": {
+            s.stage: {"seconds": s.seconds, "cached": s.cached, "key": s.key} for s in stages
+        },
+        "audio_seconds": round(duration, 3),
+        "stage_seconds": round(work, 3),
+        "wall_seconds": round(wall_seconds, 3),
+        "real_time_factor": round(work / duration, 4) if duration else None,
+        "outputs": outputs,
+    }
+    save_json(job, job.records / "run.json", record, "run.json")
+    return record
+
+
+def transcript_preview(job: Job, text: str, record: dict[str, Any], limit: int = 1200) -> str:
+    """Markdown for the flow run's artifact: where the files are and how the text begins."""
+    shown = text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + " …"
+    rows = "\n".join(
+        f"| {s} | {v['seconds']:.2f} | {'yes' if v['cached'] else 'no'} |"
+        for s, v in record["stages"].items()
+    )
+    return (
+        f"# {Path(job.media).name}\n\n"
+        f"profile `{record['profile']}`, {record['audio_seconds']:.1f} s of audio, "
+        f"real-time factor {record['real_time_factor']}\n\n"
+        f"| stage | seconds | cached |\n|---|---|---|\n{rows}\n\n"
+        f"Outputs in `{job.directory}`\n\n> {shown or '(no speech found)'}\n"
+    )

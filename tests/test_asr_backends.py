@@ -17,10 +17,10 @@ from tasks.asr.mlx_whisper import MlxWhisperAsr, MlxWhisperOptions
 from tasks.asr.openvino import REQUIRED_FILES, OpenVinoWhisperAsr, OpenVinoWhisperOptions
 from tasks.asr.transformers import TransformersWhisperAsr, TransformersWhisperOptions
 from tasks.extract import SAMPLE_RATE, extract_audio, load_wav
-from tasks.loadcheck import run_load_check
-from tasks.preflight import ReadyStage, preflight
 from tasks.registry import backend_class, load_backend, parse_options, resolve, unavailable_reason
 from tasks.transcript import SpeechSpan, Transcript, Word
+from tasks.volume.loadcheck import run_load_check
+from tasks.volume.preflight import ReadyStage, preflight
 from tests.tiny_models import build_tiny_whisper
 from voxflow.errors import BackendUnavailable, BadInput, ModelNotWarmed, ProfileError
 

@@ -28,10 +28,10 @@ from profiles import StageSpec, load_catalog, load_profile
 from tasks.diarize import Diarization, SpeakerCount, SpeakerTurn
 from tasks.diarize.assign import assign_speakers
 from tasks.extract import SAMPLE_RATE, extract_audio, load_wav
-from tasks.loadcheck import run_load_check
-from tasks.preflight import ReadyStage, warm_command
 from tasks.registry import load_backend, parse_options
 from tasks.transcript import Segment, SpeechSpan, Transcript, Word
+from tasks.volume.loadcheck import run_load_check
+from tasks.volume.preflight import ReadyStage, warm_command
 from voxflow.errors import BadInput, ProfileError
 
 torch = pytest.importorskip("torch")

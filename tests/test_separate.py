@@ -18,11 +18,11 @@ from blocks.volume import Volume
 from conftest import ROOT, SAMPLE
 from profiles import StageSpec, load_catalog, load_profile
 from tasks.extract import load_wav
-from tasks.loadcheck import run_load_check
-from tasks.preflight import ReadyStage, preflight
 from tasks.registry import backend_class, load_backend
 from tasks.separate import stream_windows, wav_stats, windows
 from tasks.separate.demucs import DemucsOptions, DemucsSeparator, load_repository, save_repository
+from tasks.volume.loadcheck import run_load_check
+from tasks.volume.preflight import ReadyStage, preflight
 from voxflow.errors import BadModel, ModelNotWarmed, ProfileError
 
 SOURCES = ["drums", "bass", "other", "vocals"]

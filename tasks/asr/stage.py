@@ -13,8 +13,8 @@ from prefect.cache_policies import NONE
 from profiles import StageSpec
 from tasks.extract import load_wav
 from tasks.job import Job, StageResult, run_stage
-from tasks.preflight import ReadyStage
 from tasks.transcript import SpeechSpan, Transcript
+from tasks.volume.preflight import ReadyStage
 
 log = logging.getLogger(__name__)
 

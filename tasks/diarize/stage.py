@@ -15,8 +15,8 @@ from tasks.diarize import Diarization, SpeakerCount
 from tasks.diarize.assign import assign_speakers
 from tasks.extract import SAMPLE_RATE, load_wav
 from tasks.job import Job, StageResult, run_stage
-from tasks.preflight import ReadyStage
 from tasks.transcript import Transcript
+from tasks.volume.preflight import ReadyStage
 
 log = logging.getLogger(__name__)
 

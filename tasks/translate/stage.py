@@ -17,10 +17,10 @@ from prefect.cache_policies import NONE
 
 from profiles import StageSpec
 from tasks.job import Job, StageResult, room_for, run_stage, save_json
-from tasks.preflight import ReadyStage
 from tasks.subtitles import write_outputs
 from tasks.transcript import Segment, Transcript
 from tasks.translate import TranslateBackend
+from tasks.volume.preflight import ReadyStage
 from voxflow.languages import Language, lookup
 
 log = logging.getLogger(__name__)

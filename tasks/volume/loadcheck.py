@@ -5,7 +5,7 @@ machine allows one, and always a socket guard plus ``HF_HUB_OFFLINE=1``), so a m
 cached but still fetches a tokenizer, a processor or a sub-model at load time fails here, during
 the warm, instead of later during inference.
 
-Usage (what :func:`run_load_check` spawns): ``python -m tasks.loadcheck '<json request>'``.
+Usage (what :func:`run_load_check` spawns): ``python -m tasks.volume.loadcheck '<json request>'``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 
 from profiles import StageSpec
-from tasks.preflight import ReadyStage
+from tasks.volume.preflight import ReadyStage
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ def run_load_check(spec: StageSpec, ready: ReadyStage, timeout: float = 600) -> 
 
     Args:
         spec: The profile's stage.
-        ready: What preflight found for it (:func:`tasks.preflight.ready_stages`).
+        ready: What preflight found for it (:func:`tasks.volume.preflight.ready_stages`).
         timeout: Seconds the child may take.
     """
     stage, backend, model = spec.stage, spec.backend, ready.model
@@ -78,7 +78,13 @@ def run_load_check(spec: StageSpec, ready: ReadyStage, timeout: float = 600) -> 
         HF_DATASETS_OFFLINE="1",
         PYANNOTE_METRICS_ENABLED="0",
     )
-    command = [*_network_namespace_prefix(), sys.executable, "-m", "tasks.loadcheck", request]
+    command = [
+        *_network_namespace_prefix(),
+        sys.executable,
+        "-m",
+        "tasks.volume.loadcheck",
+        request,
+    ]
     started = time.perf_counter()
     try:
         proc = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)
