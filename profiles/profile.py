@@ -52,20 +52,18 @@ class StageSpec:
         # Copy, then freeze: neither the caller's dict nor a reader can change the spec later.
         object.__setattr__(self, "options", MappingProxyType(dict(self.options)))
 
-    def catalog_models(self) -> tuple[str, ...]:
-        """Catalog names this stage loads: its model, then sub-models named in its options.
-
-        Returns:
-            The stage's ``model`` followed by each string option whose key ends in
-            ``_model``, e.g. pyannote's ``segmentation_model`` and ``embedding_model``.
-        """
-        names = [self.model]
-        names += [
-            value
+    def submodels(self) -> dict[str, str]:
+        """Option key -> catalog name, for the options that name further models: each string
+        option whose key ends in ``_model`` (pyannote's ``segmentation_model``, ...)."""
+        return {
+            key: value
             for key, value in self.options.items()
             if key.endswith(SUBMODEL_SUFFIX) and isinstance(value, str)
-        ]
-        return tuple(dict.fromkeys(names))
+        }
+
+    def catalog_models(self) -> tuple[str, ...]:
+        """Catalog names this stage loads: its model, then its :meth:`submodels`."""
+        return tuple(dict.fromkeys([self.model, *self.submodels().values()]))
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from tasks.extract import content_hash
-from voxflow.atomic import write_json
+from voxflow.atomic import write_json, write_text
 from voxflow.errors import BadInput, NoAudioStream, NotMedia, VoxflowError
 
 log = logging.getLogger(__name__)
@@ -205,6 +205,6 @@ def quarantine(item: InboxFile, folder: Path, error: BaseException) -> Path:
         + "".join(traceback.format_exception(error))
         + "\nMove the file back into the inbox to try again.\n"
     )
-    note.write_text(text)
+    write_text(note, text)
     shutil.move(item.path, dest)
     return dest

@@ -11,7 +11,7 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from blocks.volume import Volume
-from profiles import SUBMODEL_SUFFIX, Profile, StageSpec, can_run, load_catalog
+from profiles import Profile, StageSpec, can_run, load_catalog
 from tasks.backend import Backend
 from tasks.registry import load_backend, resolve
 from voxflow.errors import BadInput, ModelNotWarmed
@@ -67,9 +67,7 @@ def ready_stages(
 ) -> tuple[dict[str, ReadyStage], list[ModelNotWarmed]]:
     """What each enabled stage will run with, for the stages whose models are all warmed, and
     why each of the others is not (hardware aside): the one lookup inference and the warm's
-    load check share.
-
-    """
+    load check share."""
     catalog = load_catalog()
     ready: dict[str, ReadyStage] = {}
     cold: list[ModelNotWarmed] = []
@@ -84,11 +82,7 @@ def ready_stages(
         if len(paths) < len(spec.catalog_models()):
             continue
         model = catalog[spec.model]
-        submodels = {
-            key: paths[value]
-            for key, value in spec.options.items()
-            if key.endswith(SUBMODEL_SUFFIX) and isinstance(value, str) and value in paths
-        }
+        submodels = {key: paths[name] for key, name in spec.submodels().items()}
         ready[spec.stage] = ReadyStage(
             spec.stage,
             spec.backend,
