@@ -11,10 +11,11 @@ import pytest
 from tasks.subtitles import (
     FORMATS,
     Cue,
-    CueOptions,
+    RuleSet,
     format_timestamp,
     make_cues,
     parse_formats,
+    rule_set,
     to_json,
     to_srt,
     to_txt,
@@ -135,14 +136,14 @@ def test_timestamps_round_to_the_millisecond_and_hours_grow(seconds: float, stam
 
 
 def test_long_paragraph_respects_line_and_cue_limits(paragraph: Transcript) -> None:
-    options = CueOptions()
+    options = rule_set("netflix-en")
     cues = make_cues(paragraph, options)
     assert len(cues) > 20
     for cue in cues:
         assert 1 <= len(cue.lines) <= options.max_lines
         assert all(0 < len(line) <= options.max_line_chars for line in cue.lines), cue
         assert all(line == line.strip() and "  " not in line for line in cue.lines)
-        assert cue.end - cue.start <= options.max_cue_seconds
+        assert cue.end - cue.start <= options.max_duration
 
 
 def test_no_word_is_split_lost_or_reordered(paragraph: Transcript) -> None:
@@ -151,7 +152,7 @@ def test_no_word_is_split_lost_or_reordered(paragraph: Transcript) -> None:
 
 
 def test_cues_are_ordered_and_never_overlap(paragraph: Transcript) -> None:
-    cues = make_cues(paragraph, CueOptions(min_gap=0.05))
+    cues = make_cues(paragraph, RuleSet("gappy", min_gap_frames=5, fps=100.0))
     for cue, following in zip(cues, cues[1:], strict=False):
         assert cue.start < cue.end <= following.start - 0.05 + 1e-9
 
@@ -161,13 +162,18 @@ def test_overlapping_word_times_are_clamped() -> None:
     second = Segment(2.0, 4.0, " three", (Word(2.0, 4.0, " three"),))
     zero = Segment(5.0, 5.0, " blip", (Word(5.0, 5.0, " blip"),))
     cues = make_cues(transcript_of(first, second, zero))
-    assert [(c.start, c.end) for c in cues] == [(0.0, 2.0), (2.0, 4.0), (5.0, 5.001)]
+    rules = rule_set("netflix-en")
+    # Each cue ends 2 frames before the next starts; the zero-length word stays 5/6 s.
+    expected = [(0.0, 2.0 - rules.min_gap), (2.0, 4.0), (5.0, 5.0 + rules.min_duration)]
+    assert [t for c in cues for t in (c.start, c.end)] == pytest.approx(sum(expected, ()))
 
 
 def test_long_cues_are_split_by_duration() -> None:
-    slow = words_from(["slowly", "spoken", "words", "here"], step=3.0)
-    cues = make_cues(transcript_of(segment_of(slow)), CueOptions(max_cue_seconds=7.0))
-    assert [c.lines for c in cues] == [("slowly spoken",), ("words here",)]
+    slow = words_from(["slowly", "spoken", "words", "here"], step=2.0)  # 7.6 s in all
+    cues = make_cues(transcript_of(segment_of(slow)), rule_set("netflix-en"))
+    assert len(cues) == 2
+    assert all(c.end - c.start <= 7.0 for c in cues)
+    assert " ".join(line for c in cues for line in c.lines) == "slowly spoken words here"
 
 
 def test_a_word_longer_than_a_line_stands_alone_uncut() -> None:
@@ -179,11 +185,18 @@ def test_a_word_longer_than_a_line_stands_alone_uncut() -> None:
     assert " ".join(lines) == f"before it {giant} after it"
 
 
-def test_two_lines_are_balanced() -> None:
+def test_two_lines_break_before_a_conjunction_and_are_bottom_heavy() -> None:
     texts = "we went down to the river and then walked all the way back home".split()
-    (cue,) = make_cues(transcript_of(segment_of(words_from(texts))))
+    (cue,) = make_cues(transcript_of(segment_of(words_from(texts, step=0.3))))
+    assert cue.lines == ("we went down to the river", "and then walked all the way back home")
+
+
+def test_two_lines_are_balanced_where_no_word_calls_for_a_break() -> None:
+    texts = "seven brave sailors rowed quickly toward distant islands yesterday evening".split()
+    (cue,) = make_cues(transcript_of(segment_of(words_from(texts, step=0.3))))
     assert len(cue.lines) == 2
     assert abs(len(cue.lines[0]) - len(cue.lines[1])) <= 8
+    assert len(cue.lines[0]) <= len(cue.lines[1])  # a bottom-heavy pyramid
 
 
 def test_an_overflowing_cue_breaks_at_a_sentence_end() -> None:
@@ -298,9 +311,9 @@ def test_unknown_format_is_named_in_the_error() -> None:
 
 def test_bad_options_are_refused() -> None:
     with pytest.raises(BadInput):
-        CueOptions(max_line_chars=0)
+        RuleSet("bad", max_line_chars=0)
     with pytest.raises(BadInput):
-        CueOptions(max_cue_seconds=0)
+        RuleSet("bad", max_duration=0)
 
 
 def test_write_outputs_writes_every_format(small: Transcript, tmp_path) -> None:
