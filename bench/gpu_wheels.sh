@@ -6,7 +6,7 @@
 #
 # The packages are those gpu_check.py's stages import that the GPU machine's image lacks (it
 # holds PyTorch, numpy, scipy, transformers, lightning and more: see ON_GPU_IMAGE in
-# gpu_check.py), as `gpu_check.py --print-wheels` lists them, each pinned to requirements.lock
+# gpu/packages.py), as `gpu_check.py --print-wheels` lists them, each pinned to requirements.lock
 # and fetched alone (--no-deps) as a wheel for CPython $PY_VERSION (3.12) on Linux x86-64.
 # torch, torchaudio, nvidia-* and triton are never fetched: the GPU machine has its own CUDA
 # builds. PyAV (36 MB) is left out: gpu_check.py stands in for the import faster-whisper makes.
