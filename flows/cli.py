@@ -26,6 +26,8 @@ _PROCESS_ENV = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "DO_NOT_TRACK": "1",
     "PYANNOTE_METRICS_ENABLED": "0",  # pyannote's usage telemetry would call otel.pyannote.ai
+    # The checks before a run (preflight) log to the console; only flow runs log to the API.
+    "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
     # Without PREFECT_API_URL each command starts a temporary server, whose first start on a
     # new machine runs the database migrations: on a busy 2-core machine that takes longer
     # than Prefect's 20 s default.
@@ -137,6 +139,14 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(run=commands.subtitle)
 
     p = sub.add_parser(
+        "check",
+        help="lint subtitle files (SRT, WebVTT, from any tool) against a broadcaster's rules",
+    )
+    p.add_argument("files", nargs="+", metavar="FILE", help=".srt or .vtt files")
+    _rules_options(p, default="netflix-en")
+    p.set_defaults(run=commands.check)
+
+    p = sub.add_parser(
         "profiles",
         help="list profiles: backend and model per stage, and whether this machine can run them",
     )
@@ -169,8 +179,28 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _rules_options(p: argparse.ArgumentParser, default: str | None) -> None:
+    from tasks.subtitles.rules import RULE_SETS
+
+    shown = default or "the profile's, else netflix-en"
+    p.add_argument(
+        "--rules",
+        default=default,
+        metavar="NAME",
+        help=f"subtitle rule set: {', '.join(RULE_SETS)} (default: {shown})",
+    )
+    p.add_argument(
+        "--fps",
+        type=float,
+        default=None,
+        help="frame rate the gap rules count in (default: the rule set's, 24)",
+    )
+
+
 def _run_options(p: argparse.ArgumentParser, output: str) -> None:
-    """Flags `transcribe` and `subtitle` share: output, audio stream, speakers, separation."""
+    """Flags `transcribe` and `subtitle` share: output, audio stream, speakers, separation,
+    subtitle rules."""
+    _rules_options(p, default=None)
     p.add_argument(
         "--output",
         default=output,

@@ -79,6 +79,7 @@ def transcribe(args: argparse.Namespace) -> int:
         )
         for fmt, path in record["outputs"].items():
             _out(f"  {fmt:5} {path}")
+        _out(_check_line(record.get("subtitles")))
 
     return _each_media(runs, lambda run: transcribe_flow(**run.request.parameters()), report)
 
@@ -110,6 +111,17 @@ def subtitle(args: argparse.Namespace) -> int:
     return _each_media(runs, lambda run: subtitle_flow(**run.request.parameters()), report)
 
 
+def _check_line(check: dict[str, Any] | None) -> str:
+    """One line on the subtitles' check: the rule set, cues, and the rules no layout could keep."""
+    if not check:
+        return "  subtitles: no cues"
+    broken = ", ".join(f"{rule} {len(cues)}" for rule, cues in check["by_rule"].items())
+    return (
+        f"  subtitles: {check['cues']} cues under {check['rules']}, "
+        f"{check['violations']} violation(s)" + (f" ({broken})" if broken else "")
+    )
+
+
 def _shared(args: argparse.Namespace) -> dict[str, Any]:
     """The request's fields that transcribe and subtitle share, from the shared flags."""
     return {
@@ -123,6 +135,8 @@ def _shared(args: argparse.Namespace) -> dict[str, Any]:
         "min_speakers": args.min_speakers,
         "max_speakers": args.max_speakers,
         "separate": args.separate,
+        "subtitle_rules": args.rules,
+        "fps": args.fps,
     }
 
 
@@ -155,6 +169,22 @@ def _each_media(
             continue
         report(media, record)
     return 1 if failed else 0
+
+
+def check(args: argparse.Namespace) -> int:
+    from tasks.subtitles.check import lint, read_subtitles, report
+    from tasks.subtitles.rules import rule_set
+
+    rules = rule_set(args.rules)
+    if args.fps is not None:
+        rules = rules.with_options({"fps": args.fps})
+    found = 0
+    for file in args.files:
+        cues = read_subtitles(file)
+        violations = lint(cues, rules)
+        found += len(violations)
+        _out(report(file, cues, violations, rules))
+    return 1 if found else 0
 
 
 def profiles(args: argparse.Namespace) -> int:

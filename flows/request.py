@@ -29,7 +29,8 @@ from tasks.asr import speech_language
 from tasks.diarize import SpeakerCount
 from tasks.extract import check_media_path
 from tasks.subtitles import FORMATS, parse_formats
-from voxflow.errors import BadInput
+from tasks.subtitles.rules import RuleSet, rule_set
+from voxflow.errors import BadInput, ProfileError
 from voxflow.languages import lookup
 from voxflow.settings import load_settings
 
@@ -81,6 +82,14 @@ class RunRequest(BaseModel):
         description="Isolate the voice (Demucs vocals stem) before VAD and ASR (true) or not "
         "(false); empty follows the profile (on for cuda and mlx, off on cpu).",
     )
+    subtitle_rules: str | None = Field(
+        None,
+        description="Subtitle rule set: netflix-en, netflix-en-kids, cjk-zh or cjk-ja; empty "
+        "follows the profile, else netflix-en (Chinese and Japanese get their CJK set).",
+    )
+    fps: float | None = Field(
+        None, description="Frame rate the subtitle gap rules count in (24 when empty)."
+    )
 
     def _run(self, started: float, language: str | None, changes: dict[str, Any]) -> Run:
         settings = load_settings()
@@ -90,12 +99,14 @@ class RunRequest(BaseModel):
             with_diarization(load_profile(name), self.diarize, count), self.separate
         )
         formats = parse_formats(self.formats or self.default_formats())
+        rules = subtitle_rules(profile, self.subtitle_rules, self.fps)
         request = self.model_copy(update={**changes, "profile": name, "formats": list(formats)})
         return Run(
             request=request,
             profile=profile,
             language=language,
             formats=formats,
+            rules=rules,
             count=count,
             volume=Volume(root=str(self.store or settings.store)),
             output=Path(self.output_dir or settings.output),
@@ -184,6 +195,8 @@ class Run:
         profile: The profile with the run's stage switches (diarize, separate, translate).
         language: Whisper's code for the spoken language; None to detect it.
         formats: Output formats.
+        rules: The subtitle rule set (translations use their language's, see
+            :func:`tasks.subtitles.rules.rules_for_language`).
         count: What the run says of the speakers.
         volume: The model volume.
         output: Where job directories go.
@@ -194,10 +207,29 @@ class Run:
     profile: Profile
     language: str | None
     formats: tuple[str, ...]
+    rules: RuleSet
     count: SpeakerCount
     volume: Volume
     output: Path
     started: float
+
+
+def subtitle_rules(profile: Profile, name: str | None, fps: float | None) -> RuleSet:
+    """The run's subtitle rules: the named set (else the profile's, else netflix-en) with the
+    profile's limits over it, and the run's frame rate over those.
+
+    Raises:
+        BadInput: An unknown rule set or limit given for the run.
+        ProfileError: An unknown rule set or limit in the profile (names its file and key).
+    """
+    options = dict(profile.subtitles)
+    chosen = options.pop("rules", None)
+    base = rule_set(name) if name else None  # the run's own choice: its error is the run's
+    try:
+        rules = (base or rule_set(chosen)).with_options(options)
+    except BadInput as e:
+        raise ProfileError(str(e), file=profile.file, key_path="subtitles") from e
+    return rules.with_options({"fps": fps}) if fps is not None else rules
 
 
 def with_diarization(profile: Profile, diarize: bool | None, speakers: SpeakerCount) -> Profile:

@@ -40,6 +40,8 @@ def subtitle(
     min_speakers: int | None = None,
     max_speakers: int | None = None,
     separate: bool | None = None,
+    subtitle_rules: str | None = None,
+    fps: float | None = None,
 ) -> dict[str, Any]:
     """Subtitles of one media file in its own language and in each target language.
 
@@ -62,9 +64,9 @@ def subtitle(
 
     job = prepare_job(request.media, str(run.output))
     done = transcribe_job(job, run, ready)
-    results, outputs = [], {}
+    results, written = [], {}
     for target in targets:
         translated = translate(job, spec, ready["translate"], done.transcript, source, target)
         results.append(translated)
-        outputs[target] = write_translation(job, translated, run.formats)
-    return record_translations(job, done.record, ready["translate"], results, outputs)
+        written[target] = write_translation(job, translated, run.formats, run.rules)
+    return record_translations(job, done.record, ready["translate"], results, written)

@@ -40,6 +40,8 @@ def transcribe(
     min_speakers: int | None = None,
     max_speakers: int | None = None,
     separate: bool | None = None,
+    subtitle_rules: str | None = None,
+    fps: float | None = None,
 ) -> dict[str, Any]:
     """Transcribe one media file into subtitles and a transcript.
 
@@ -85,7 +87,7 @@ def transcribe_job(job: Job, run: Run, ready: dict[str, ReadyStage]) -> Transcri
                 job, chosen.stages["diarize"], ready["diarize"], audio, text, run.count
             )
             stages.append(text)
-    outputs = write_subtitles(job, text, run.formats)
+    written = write_subtitles(job, text, run.formats, run.rules)
 
     transcribing = {stage: found for stage, found in ready.items() if stage != "translate"}
     record = write_run_record(
@@ -93,9 +95,10 @@ def transcribe_job(job: Job, run: Run, ready: dict[str, ReadyStage]) -> Transcri
         chosen,
         transcribing,
         stages,
-        outputs,
+        written["outputs"],
         time.perf_counter() - run.started,
         flow_run_id=flow_run.id,
+        subtitles=written["check"],
     )
     create_markdown_artifact(
         key="transcript-preview",

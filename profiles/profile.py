@@ -22,7 +22,7 @@ HARDWARE_ORDER: tuple[str, ...] = ("cuda", "mlx", "openvino", "cpu")
 
 AUTO = "auto"
 
-PROFILE_KEYS = ("description", "hardware", "stages")
+PROFILE_KEYS = ("description", "hardware", "stages", "subtitles")
 STAGE_KEYS = ("backend", "model", "enabled", "options")
 SUBMODEL_SUFFIX = "_model"
 """Option keys ending in this name further catalog models a backend loads (pyannote's
@@ -78,6 +78,8 @@ class Profile:
         file: The YAML file it was loaded from.
         switched_on: Stages the YAML leaves off that a run switched on (see
             :meth:`with_stages`), so warm commands can name them.
+        subtitles: The subtitle rules: ``rules`` names a rule set, other keys change its
+            limits (``max_cps``, ``fps``, ...); read by the run's check.
     """
 
     name: str
@@ -86,8 +88,10 @@ class Profile:
     stages: Mapping[str, StageSpec] = field(hash=False)
     file: str
     switched_on: tuple[str, ...] = ()
+    subtitles: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "subtitles", MappingProxyType(dict(self.subtitles)))
         ordered = {stage: self.stages[stage] for stage in STAGES if stage in self.stages}
         object.__setattr__(self, "stages", MappingProxyType(ordered))
 
@@ -213,8 +217,20 @@ def load_profile(
             key_path="stages.asr",
             allowed=known_backends("asr"),
         )
+    subtitles = data.get("subtitles") or {}
+    if not isinstance(subtitles, Mapping) or not all(isinstance(k, str) for k in subtitles):
+        raise ProfileError(
+            "expected a mapping of subtitle rules, e.g. {rules: netflix-en, max_cps: 15}",
+            file=file,
+            key_path="subtitles",
+        )
     return Profile(
-        name=path.stem, hardware=hardware, description=description.strip(), stages=stages, file=file
+        name=path.stem,
+        hardware=hardware,
+        description=description.strip(),
+        stages=stages,
+        file=file,
+        subtitles=subtitles,
     )
 
 

@@ -215,6 +215,7 @@ def write_run_record(
     outputs: dict[str, str],
     wall_seconds: float,
     flow_run_id: str | None = None,
+    subtitles: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write ``run.json``: profile, models with revisions, seconds per stage, real-time factor.
 
@@ -243,6 +244,7 @@ def write_run_record(
         "wall_seconds": round(wall_seconds, 3),
         "real_time_factor": round(work / duration, 4) if duration else None,
         "outputs": outputs,
+        "subtitles": subtitles,
     }
     save_json(job, job.records / "run.json", record, "run.json")
     return record
@@ -260,5 +262,23 @@ def transcript_preview(job: Job, text: str, record: dict[str, Any], limit: int =
         f"profile `{record['profile']}`, {record['audio_seconds']:.1f} s of audio, "
         f"real-time factor {record['real_time_factor']}\n\n"
         f"| stage | seconds | cached |\n|---|---|---|\n{rows}\n\n"
+        f"{_check_table(record.get('subtitles'))}"
         f"Outputs in `{job.directory}`\n\n> {shown or '(no speech found)'}\n"
     )
+
+
+def _check_table(check: dict[str, Any] | None) -> str:
+    """The subtitle check's figures as Markdown: the rule set, then each broken rule's cues."""
+    if not check:
+        return ""
+    head = (
+        f"Subtitle check ({check['rules']}): {check['violations']} violation(s) in "
+        f"{check['cues']} cues, {check['per_100_cues']} per 100 cues\n\n"
+    )
+    if not check["by_rule"]:
+        return head
+    rows = "\n".join(
+        f"| {rule} | {len(cues)} | {', '.join(map(str, cues[:20]))} |"
+        for rule, cues in check["by_rule"].items()
+    )
+    return head + f"| rule | violations | cues |\n|---|---|---|\n{rows}\n\n"

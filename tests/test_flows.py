@@ -24,6 +24,8 @@ from test_store_faults import can_mount, mount
 from conftest import SAMPLE, normalise
 from flows.transcribe import transcribe
 from flows.warm_cache import warm_cache
+from tasks.subtitles.check import lint, read_subtitles
+from tasks.subtitles.rules import rule_set
 from voxflow.errors import BadInput, ModelNotWarmed, OutputFull, WarmFailed
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
@@ -130,6 +132,23 @@ def test_subtitle_cues_are_at_most_two_lines_of_42_characters(sample_run):
 def test_transcript_preview_artifact_is_published(sample_run):
     artifact = read_artifact("transcript-preview", sample_run[1]["flow_run_id"])
     assert artifact is not None and "sample.mp4" in artifact.data
+
+
+def test_the_run_records_the_subtitle_check_of_the_file_it_wrote(sample_run):
+    _, record = sample_run
+    rules = rule_set("netflix-en")
+    written = read_subtitles(record["outputs"]["srt"])
+    found = lint(written, rules)
+    check = record["subtitles"]
+    assert (check["rules"], check["cues"], check["violations"]) == (
+        "netflix-en",
+        len(written),
+        len(found),
+    )
+    # On clear speech the compiler keeps every rule; the old layout broke reading speed twice.
+    assert found == []
+    artifact = read_artifact("transcript-preview", record["flow_run_id"])
+    assert f"Subtitle check (netflix-en): 0 violation(s) in {len(written)} cues" in artifact.data
 
 
 def test_same_file_again_skips_every_stage(sample_run, warm_store, caplog):

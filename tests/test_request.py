@@ -10,7 +10,7 @@ from flows.request import SubtitleRequest, TranscribeRequest, takes
 from flows.subtitle import subtitle
 from flows.transcribe import transcribe
 from profiles import resolve_profile
-from voxflow.errors import BadInput, MediaNotFound
+from voxflow.errors import BadInput, MediaNotFound, ProfileError
 
 
 @pytest.mark.parametrize(
@@ -71,3 +71,24 @@ def test_check_switches_the_stages_the_run_asks_for():
 def test_bad_requests_fail_the_check_with_what_was_expected(request_, error):
     with pytest.raises(error):
         request_.check()
+
+
+def test_subtitle_rules_come_from_the_run_then_the_profile_then_netflix_en(tmp_path):
+    from profiles import PROFILES_DIR
+
+    mine = tmp_path / "kids.yaml"
+    cpu = (PROFILES_DIR / "cpu.yaml").read_text()
+    mine.write_text(cpu + "subtitles: {rules: netflix-en-kids, max_cps: 12, fps: 25}\n")
+    run = TranscribeRequest(media=str(SAMPLE), profile=str(mine)).check()
+    assert (run.rules.name, run.rules.max_cps, run.rules.fps) == ("netflix-en-kids", 12.0, 25.0)
+    chosen = TranscribeRequest(media=str(SAMPLE), profile=str(mine), subtitle_rules="cjk-ja")
+    assert chosen.check().rules.name == "cjk-ja"
+    plain = TranscribeRequest(media=str(SAMPLE), fps=30).check().rules
+    assert (plain.name, plain.fps) == ("netflix-en", 30.0)
+
+    mine.write_text(cpu + "subtitles: {rules: netflix-en, max_cpm: 3}\n")
+    with pytest.raises(ProfileError, match="max_cpm") as refused:
+        TranscribeRequest(media=str(SAMPLE), profile=str(mine)).check()
+    assert "kids.yaml" in str(refused.value) and "subtitles" in str(refused.value)
+    with pytest.raises(BadInput, match="unknown subtitle rules 'bbc'"):
+        TranscribeRequest(media=str(SAMPLE), subtitle_rules="bbc").check()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from conftest import run_cli
 from tasks.subtitles import make_cues, to_srt
 from tasks.subtitles.check import lint, read_subtitles
 from tasks.subtitles.layout import reading_chars
@@ -141,3 +142,37 @@ def test_rule_sets_are_named_and_options_checked():
     assert NETFLIX.with_options({"max_cps": "15"}).max_cps == 15.0
     with pytest.raises(BadInput):
         RuleSet("bad", chain_frames=1)
+
+
+def test_voxflow_check_prints_each_broken_rule_with_its_cues_and_exits_1(env, tmp_path):
+    bad = tmp_path / "from-another-tool.srt"
+    bad.write_text(
+        "1\n00:00:01,000 --> 00:00:01,400\nSpoken far too fast for anyone to read it\n\n"
+        "2\n00:00:01,600 --> 00:00:04,000\nA second cue, close behind.\n"
+    )
+    good = tmp_path / "fine.vtt"
+    good.write_text("WEBVTT\n\n00:00:01.000 --> 00:00:03.500\nTake your time.\n")
+    out = run_cli(["check", str(bad), str(good)], env, timeout=120)
+    assert out.returncode == 1, out.stderr
+    assert "from-another-tool.srt: 2 cues, rules netflix-en: 3 violations" in out.stdout
+    assert "reading-speed (1): cues 1" in out.stdout and "chaining (1): cues 1" in out.stdout
+    assert "fine.vtt: 1 cues, rules netflix-en: no violations" in out.stdout
+    kids = run_cli(["check", str(good), "--rules", "netflix-en-kids"], env, timeout=120)
+    assert kids.returncode == 0 and "rules netflix-en-kids: no violations" in kids.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["check", "missing.srt"], "missing.srt does not exist"),
+        (["check", "{media}", "--rules", "bbc"], "unknown subtitle rules 'bbc'"),
+        (["check", "{media}"], "not an SRT or WebVTT file"),
+    ],
+)
+def test_voxflow_check_refuses_bad_input_in_one_line(env, tmp_path, args, says):
+    media = tmp_path / "clip.srt"
+    media.write_bytes(b"not subtitles at all\n")
+    out = run_cli([a.format(media=media) for a in args], env, cwd=tmp_path, timeout=120)
+    assert out.returncode == 2
+    assert says in out.stderr and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1

@@ -1,25 +1,53 @@
-"""The subtitles stage's task: ``<stem>.<fmt>`` for each format at the job's top."""
+"""The subtitles stage's task: ``<stem>.<fmt>`` for each format at the job's top, and the
+subtitle check's figures for ``run.json``."""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NONE
 
 from tasks.job import Job, StageResult, room_for
-from tasks.subtitles import write_outputs
+from tasks.subtitles import make_cues, write_outputs
+from tasks.subtitles.check import lint, summary
+from tasks.subtitles.rules import RuleSet, rules_for_language
 from tasks.transcript import Transcript
 
 log = logging.getLogger(__name__)
 
 
 @task(cache_policy=NONE)
-def write_subtitles(job: Job, transcript: StageResult, formats: tuple[str, ...]) -> dict[str, str]:
-    """subtitles: ``<stem>.<fmt>`` for each requested format."""
-    with room_for(job, "the subtitles"):
-        paths = write_outputs(
-            Transcript.load(Path(transcript.result["path"])), job.path, job.stem, formats
+def write_subtitles(
+    job: Job, transcript: StageResult, formats: tuple[str, ...], rules: RuleSet
+) -> dict[str, Any]:
+    """subtitles: ``<stem>.<fmt>`` for each requested format, cues under ``rules``.
+
+    Returns:
+        ``outputs`` (format -> path) and ``check`` (the subtitle check of the cues written).
+    """
+    return write_files(job, transcript, job.stem, formats, rules)
+
+
+def write_files(
+    job: Job, transcript: StageResult, stem: str, formats: tuple[str, ...], rules: RuleSet
+) -> dict[str, Any]:
+    """Write one transcript's files as ``<stem>.<fmt>``, under the rule set of its language."""
+    text = Transcript.load(Path(transcript.result["path"]))
+    rules = rules_for_language(rules, text.language)
+    with room_for(job, f"the {text.language} subtitles"):
+        paths = write_outputs(text, job.path, stem, formats, rules)
+    cues = make_cues(text, rules)
+    check = summary(cues, lint(cues, rules), rules)
+    if check["violations"]:
+        log.info(
+            "subtitles %s: %d of %d cues break a %s rule that no layout could keep (%s)",
+            stem,
+            len({d["cue"] for d in check["details"]}),
+            check["cues"],
+            rules.name,
+            ", ".join(f"{rule} {len(cues)}" for rule, cues in check["by_rule"].items()),
         )
-    return {fmt: str(p) for fmt, p in paths.items()}
+    return {"outputs": {fmt: str(p) for fmt, p in paths.items()}, "check": check}

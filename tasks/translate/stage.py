@@ -16,8 +16,9 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from profiles import StageSpec
-from tasks.job import Job, StageResult, room_for, run_stage, save_json
-from tasks.subtitles import write_outputs
+from tasks.job import Job, StageResult, run_stage, save_json
+from tasks.subtitles.rules import RuleSet
+from tasks.subtitles.stage import write_files
 from tasks.transcript import Segment, Transcript
 from tasks.translate import TranslateBackend
 from tasks.volume.preflight import ReadyStage
@@ -118,13 +119,16 @@ def translate(
 
 @task(cache_policy=NONE, task_run_name="write {translated.stage}")
 def write_translation(
-    job: Job, translated: StageResult, formats: tuple[str, ...]
-) -> dict[str, str]:
-    """subtitles: ``<stem>.<lang>.<fmt>`` for each requested format."""
-    transcript = Transcript.load(Path(translated.result["path"]))
-    with room_for(job, f"the {transcript.language} subtitles"):
-        paths = write_outputs(transcript, job.path, f"{job.stem}.{transcript.language}", formats)
-    return {fmt: str(p) for fmt, p in paths.items()}
+    job: Job, translated: StageResult, formats: tuple[str, ...], rules: RuleSet
+) -> dict[str, Any]:
+    """subtitles: ``<stem>.<lang>.<fmt>`` for each requested format, cues laid out by the
+    same compiler under the target language's rule set, within the source segments' times.
+
+    Returns:
+        ``outputs`` (format -> path) and ``check`` (the subtitle check of the cues written).
+    """
+    stem = f"{job.stem}.{translated.result['language']}"
+    return write_files(job, translated, stem, formats, rules)
 
 
 def record_translations(
@@ -132,9 +136,10 @@ def record_translations(
     record: dict[str, Any],
     ready: ReadyStage,
     results: list[StageResult],
-    outputs: dict[str, dict[str, str]],
+    written: dict[str, dict[str, Any]],
 ) -> dict[str, Any]:
-    """Add the translations to ``run.json``: the model, each stage's time, the files."""
+    """Add the translations to ``run.json``: the model, each stage's time, the files and their
+    subtitle check."""
     record = {
         **record,
         "models": {
@@ -149,7 +154,8 @@ def record_translations(
             **record["stages"],
             **{r.stage: {"seconds": r.seconds, "cached": r.cached, "key": r.key} for r in results},
         },
-        "translations": outputs,
+        "translations": {language: w["outputs"] for language, w in written.items()},
+        "translation_subtitles": {language: w["check"] for language, w in written.items()},
     }
     save_json(job, job.records / "run.json", record, "run.json")
     return record
