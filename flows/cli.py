@@ -202,6 +202,12 @@ def _run_options(p: argparse.ArgumentParser, output: str) -> None:
     subtitle rules."""
     _rules_options(p, default=None)
     p.add_argument(
+        "--keep-flagged",
+        action="store_true",
+        help="keep in subtitles and text what the hallucination guard flags (the JSON always "
+        "has it, with the reason)",
+    )
+    p.add_argument(
         "--output",
         default=output,
         help="output folder (default: $VOXFLOW_OUTPUT or ./output)",

@@ -137,6 +137,7 @@ def _shared(args: argparse.Namespace) -> dict[str, Any]:
         "separate": args.separate,
         "subtitle_rules": args.rules,
         "fps": args.fps,
+        "keep_flagged": args.keep_flagged,
     }
 
 

@@ -28,6 +28,7 @@ from profiles import Profile, load_profile, resolve_profile
 from tasks.asr import speech_language
 from tasks.diarize import SpeakerCount
 from tasks.extract import check_media_path
+from tasks.guard import GuardOptions
 from tasks.subtitles import FORMATS, parse_formats
 from tasks.subtitles.rules import RuleSet, rule_set
 from voxflow.errors import BadInput, ProfileError
@@ -90,6 +91,11 @@ class RunRequest(BaseModel):
     fps: float | None = Field(
         None, description="Frame rate the subtitle gap rules count in (24 when empty)."
     )
+    keep_flagged: bool = Field(
+        False,
+        description="Keep in the subtitles and plain text what the hallucination guard flags "
+        "(text outside speech, or scored as made up); the JSON always keeps it, with the reason.",
+    )
 
     def _run(self, started: float, language: str | None, changes: dict[str, Any]) -> Run:
         settings = load_settings()
@@ -107,6 +113,7 @@ class RunRequest(BaseModel):
             language=language,
             formats=formats,
             rules=rules,
+            guard=GuardOptions(keep_flagged=self.keep_flagged),
             count=count,
             volume=Volume(root=str(self.store or settings.store)),
             output=Path(self.output_dir or settings.output),
@@ -197,6 +204,7 @@ class Run:
         formats: Output formats.
         rules: The subtitle rule set (translations use their language's, see
             :func:`tasks.subtitles.rules.rules_for_language`).
+        guard: The hallucination guard's thresholds, and whether flagged text is kept.
         count: What the run says of the speakers.
         volume: The model volume.
         output: Where job directories go.
@@ -208,6 +216,7 @@ class Run:
     language: str | None
     formats: tuple[str, ...]
     rules: RuleSet
+    guard: GuardOptions
     count: SpeakerCount
     volume: Volume
     output: Path

@@ -42,6 +42,7 @@ def subtitle(
     separate: bool | None = None,
     subtitle_rules: str | None = None,
     fps: float | None = None,
+    keep_flagged: bool = False,
 ) -> dict[str, Any]:
     """Subtitles of one media file in its own language and in each target language.
 

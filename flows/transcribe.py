@@ -16,6 +16,7 @@ from flows.runtime import gpu_slot, ready_or_warm
 from tasks.asr.stage import recognise
 from tasks.diarize.stage import diarize_speakers
 from tasks.extract.stage import extract
+from tasks.guard.stage import guard_transcript
 from tasks.job import Job, StageResult, prepare_job, transcript_preview, write_run_record
 from tasks.separate.stage import separate_voice
 from tasks.subtitles.stage import write_subtitles
@@ -42,6 +43,7 @@ def transcribe(
     separate: bool | None = None,
     subtitle_rules: str | None = None,
     fps: float | None = None,
+    keep_flagged: bool = False,
 ) -> dict[str, Any]:
     """Transcribe one media file into subtitles and a transcript.
 
@@ -81,7 +83,10 @@ def transcribe_job(job: Job, run: Run, ready: dict[str, ReadyStage]) -> Transcri
             stages.append(audio)
         speech = detect_speech(job, chosen.stages["vad"], ready["vad"], audio)
         text = recognise(job, chosen.stages["asr"], ready["asr"], audio, speech, run.language)
-        stages += [speech, text]
+        vocals = audio if "separate" in ready else None
+        guarded = guard_transcript(job, text, speech, vocals, run.guard)
+        stages += [speech, text, guarded]
+        text = guarded
         if "diarize" in ready:
             text = diarize_speakers(
                 job, chosen.stages["diarize"], ready["diarize"], audio, text, run.count
@@ -99,6 +104,7 @@ def transcribe_job(job: Job, run: Run, ready: dict[str, ReadyStage]) -> Transcri
         time.perf_counter() - run.started,
         flow_run_id=flow_run.id,
         subtitles=written["check"],
+        guard=guarded.result["guard"],
     )
     create_markdown_artifact(
         key="transcript-preview",

@@ -216,6 +216,7 @@ def write_run_record(
     wall_seconds: float,
     flow_run_id: str | None = None,
     subtitles: dict[str, Any] | None = None,
+    guard: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write ``run.json``: profile, models with revisions, seconds per stage, real-time factor.
 
@@ -245,6 +246,7 @@ def write_run_record(
         "real_time_factor": round(work / duration, 4) if duration else None,
         "outputs": outputs,
         "subtitles": subtitles,
+        "guard": guard,
     }
     save_json(job, job.records / "run.json", record, "run.json")
     return record

@@ -35,13 +35,23 @@ class Word:
 
 @dataclass(frozen=True)
 class Segment:
-    """A run of words the recogniser emitted together."""
+    """A run of words the recogniser emitted together.
+
+    Attributes:
+        avg_logprob: The decoder's mean token log-probability, where the backend gives it.
+        no_speech_prob: The decoder's probability that the window held no speech, likewise.
+        flag: Why the hallucination guard took this segment for made-up text (None: it did
+            not); a flagged segment stays in the JSON and leaves the subtitles and text.
+    """
 
     start: float
     end: float
     text: str
     words: tuple[Word, ...] = ()
     speaker: str | None = None
+    avg_logprob: float | None = None
+    no_speech_prob: float | None = None
+    flag: str | None = None
 
 
 @dataclass(frozen=True)
@@ -62,8 +72,15 @@ class Transcript:
 
     @property
     def text(self) -> str:
-        """The whole transcript as one string."""
-        return " ".join(s.text.strip() for s in self.segments if s.text.strip())
+        """The whole transcript as one string (what the guard flagged left out)."""
+        return " ".join(s.text.strip() for s in self.shown() if s.text.strip())
+
+    def shown(self) -> tuple[Segment, ...]:
+        """The segments subtitles and plain text show: all but those the hallucination guard
+        flagged, unless the run chose to keep them (``model["guard"]["keep_flagged"]``)."""
+        if self.model.get("guard", {}).get("keep_flagged"):
+            return self.segments
+        return tuple(s for s in self.segments if s.flag is None)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for JSON."""
@@ -79,6 +96,9 @@ class Transcript:
                 text=s["text"],
                 words=tuple(Word(**w) for w in s.get("words", ())),
                 speaker=s.get("speaker"),
+                avg_logprob=s.get("avg_logprob"),
+                no_speech_prob=s.get("no_speech_prob"),
+                flag=s.get("flag"),
             )
             for s in data.get("segments", ())
         )

@@ -116,7 +116,7 @@ def test_media_named_like_voxflows_records_keeps_outputs_and_records_apart(
         output = json.loads((job / f"{name}.json").read_text())
         assert "from the store" in normalise(" ".join(s["text"] for s in output["segments"]))
         record = json.loads((job / "records" / "run.json").read_text())
-        assert set(record["stages"]) == {"extract", "vad", "asr"}
+        assert set(record["stages"]) == {"extract", "vad", "asr", "guard"}
         spans = json.loads((job / "records" / "speech.json").read_text())
         assert spans and {"start", "end"} <= set(spans[0])
         assert all(Path(p).parent == job for p in record["outputs"].values())
@@ -413,6 +413,7 @@ def test_a_run_killed_mid_flow_resumes_at_the_unfinished_stage(env, warm_store, 
         "extract": True,
         "vad": True,
         "asr": False,
+        "guard": False,
     }
     assert "vad: cached" in done.stderr + done.stdout
 

@@ -109,7 +109,7 @@ def test_transcribe_writes_every_format_and_a_run_record(sample_run):
         "model": "faster-whisper-tiny.en",
         "revision": "0.1.0",
     }
-    assert set(on_disk["stages"]) == {"extract", "vad", "asr"}
+    assert set(on_disk["stages"]) == {"extract", "vad", "asr", "guard"}
     assert 20 < on_disk["audio_seconds"] < 40 and 0 < on_disk["real_time_factor"] < 1
 
 
@@ -171,6 +171,7 @@ def test_a_lost_stage_result_reruns_only_that_stage(warm_store, tmp_path):
         "extract": True,
         "vad": True,
         "asr": False,
+        "guard": True,  # the same words again: the guard's record still holds
     }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import abstractmethod
+from dataclasses import replace
 
 import numpy as np
 
@@ -125,18 +126,17 @@ def split_sentences(segment: Segment) -> list[Segment]:
     for word in segment.words:
         current.append(word)
         if word.text.strip().endswith(_SENTENCE_END):
-            pieces.append(_from_words(current, segment.speaker))
+            pieces.append(_from_words(current, segment))
             current = []
     if current:
-        pieces.append(_from_words(current, segment.speaker))
+        pieces.append(_from_words(current, segment))
     return pieces
 
 
-def _from_words(words: list[Word], speaker: str | None) -> Segment:
+def _from_words(words: list[Word], whole: Segment) -> Segment:
+    """A piece of ``whole``: its words, with the decoder's scores of the whole."""
     text = "".join(w.text for w in words).strip()
-    return Segment(
-        start=words[0].start, end=words[-1].end, text=text, words=tuple(words), speaker=speaker
-    )
+    return replace(whole, start=words[0].start, end=words[-1].end, text=text, words=tuple(words))
 
 
 # The languages Whisper was trained on, by the codes its tokenizer uses (``jw`` for Javanese,

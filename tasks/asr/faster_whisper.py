@@ -109,5 +109,10 @@ def _segment(seg) -> Segment:
         for w in (seg.words or ())
     )
     return Segment(
-        start=round(seg.start, 3), end=round(seg.end, 3), text=seg.text.strip(), words=words
+        start=round(seg.start, 3),
+        end=round(seg.end, 3),
+        text=seg.text.strip(),
+        words=words,
+        avg_logprob=round(float(seg.avg_logprob), 4),
+        no_speech_prob=round(float(seg.no_speech_prob), 4),
     )

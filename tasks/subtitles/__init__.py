@@ -90,7 +90,7 @@ def to_vtt(transcript: Transcript, rules: RuleSet = _DEFAULT_RULES) -> str:
 def to_txt(transcript: Transcript) -> str:
     """Render plain text: one segment per line, with a ``"SPEAKER: "`` prefix when known."""
     lines = [
-        speaker_prefix(s.speaker) + s.text.strip() for s in transcript.segments if s.text.strip()
+        speaker_prefix(s.speaker) + s.text.strip() for s in transcript.shown() if s.text.strip()
     ]
     return "".join(f"{line}\n" for line in lines)
 
@@ -119,6 +119,8 @@ def to_json(transcript: Transcript) -> str:
                     }
                     for w in s.words
                 ],
+                # flagged text stays here with the guard's reason, out of the subtitles
+                **({"flag": s.flag} if s.flag else {}),
             }
             for s in transcript.segments
         ],

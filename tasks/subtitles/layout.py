@@ -94,7 +94,7 @@ def reading_chars(cue: Cue) -> int:
 
 def _tokens(transcript: Transcript) -> list[_Token]:
     tokens: list[_Token] = []
-    for segment in transcript.segments:
+    for segment in transcript.shown():
         words = segment_words(segment)
         for index, word in enumerate(words):
             speaker = segment.speaker or word.speaker
