@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -67,6 +70,19 @@ def test_text_that_compresses_too_well_or_scores_as_silence_is_flagged():
     assert report.flagged == {"no speech": 1, "low log-probability": 1}
 
 
+def test_a_segment_of_words_the_decoder_was_unsure_of_is_flagged():
+    unsure = said("Oh my god I want to hear my little bit yes", 10.5)
+    unsure = Segment(
+        unsure.start,
+        unsure.end,
+        unsure.text,
+        tuple(Word(w.start, w.end, w.text, 0.3) for w in unsure.words),
+    )
+    guarded, report = guard(transcript(said("A clear sentence here.", 0.5), unsure), SPEECH)
+    assert [s.flag is None for s in guarded.segments] == [True, False]
+    assert report.flagged == {"unsure words": 1}
+
+
 def test_a_silent_vocals_stem_flags_what_was_heard_in_the_music():
     rate = 16_000
     vocals = np.zeros(20 * rate, dtype=np.float32)
@@ -88,3 +104,32 @@ def test_keeping_flagged_text_keeps_it_in_the_subtitles():
 @pytest.mark.parametrize("text", ["", "Hello."])
 def test_compression_ratio_of_short_text_is_low(text):
     assert compression_ratio(text) < 2.4
+
+
+def test_speech_between_tones_noise_and_silence_gives_no_words_in_those_stretches(
+    warm_store, tmp_path
+):
+    """A real recording through the transcribe flow: sentences with 12 s of a melody, noise
+    and silence between them, encoded to AAC in an .m4a."""
+    import subprocess
+
+    import jiwer
+
+    from bench.gapped import make
+    from conftest import normalise
+    from flows.transcribe import transcribe
+
+    recording = make(tmp_path / "gapped.wav", 75, gap=12.0, kinds=("melody", "noise", "silence"))
+    media = tmp_path / "gapped.m4a"
+    subprocess.run(
+        ["ffmpeg", "-loglevel", "error", "-i", str(recording.wav), "-c:a", "aac", str(media)],
+        check=True,
+    )
+    record = transcribe(str(media), profile="cpu", store=warm_store.root, output_dir=str(tmp_path))
+    data = json.loads(Path(record["outputs"]["json"]).read_text())
+    shown = [s for s in data["segments"] if "flag" not in s]
+    words = [(w["start"], w["end"]) for s in shown for w in s["words"]]
+    assert words and recording.words_in_nonspeech(words) == 0
+    srt_words = " ".join(c for c in Path(record["outputs"]["txt"]).read_text().split())
+    assert jiwer.wer(normalise(recording.speech_text), normalise(srt_words)) < 0.3
+    assert record["guard"]["segments"] == len(data["segments"])

@@ -8,9 +8,11 @@ previous-text conditioning to stop it. The guard reads what ASR made, segment by
    word whose times stretch over a pause is trimmed to the speech it was heard in (the decode
    windows join nearby speech spans, so the decoder hears the gaps between them);
 2. a phrase repeated three or more times in a row (four for one word) is collapsed to one;
-3. a segment whose text compresses too well (zlib ratio above 2.4, Whisper's own threshold)
-   or that the decoder itself scored as no speech (``no_speech_prob`` above 0.6 with a mean
-   log-probability below -1) or as very unlikely text (below -1.5) is flagged;
+3. a segment whose text compresses too well (zlib ratio above 2.4, Whisper's own threshold),
+   that the decoder itself scored as no speech (``no_speech_prob`` above 0.6 with a mean
+   log-probability below -1) or as very unlikely text (below -1.5), or whose words it was
+   unsure of (three or more words, mean word probability under 0.4: what it writes over
+   babble and noise the VAD let through) is flagged;
 4. where separation ran, a segment over a silent vocals stem (20 dB under the speech's level)
    is flagged.
 
@@ -39,6 +41,8 @@ class GuardOptions:
         no_speech_prob: With ``silence_logprob``: flag what the decoder took for silence.
         silence_logprob: See ``no_speech_prob`` (Whisper: -1.0).
         min_avg_logprob: Flag text scored below this mean log-probability, whatever else.
+        min_word_probability: Flag a segment of 3+ words whose mean word probability is
+            below this.
         min_speech_share: Flag a segment with less than this share of its words (or time)
             inside the VAD's speech.
         speech_pad: Seconds around each speech span that still count as speech.
@@ -50,6 +54,7 @@ class GuardOptions:
     no_speech_prob: float = 0.6
     silence_logprob: float = -1.0
     min_avg_logprob: float = -1.5
+    min_word_probability: float = 0.4
     min_speech_share: float = 0.5
     speech_pad: float = 0.2
     silent_vocals_db: float = -20.0
@@ -178,6 +183,10 @@ def _flag(segment: Segment, share: float, options: GuardOptions) -> str | None:
             return f"no speech (no_speech_prob {silence:.2f}, avg_logprob {logprob:.2f})"
     if logprob is not None and logprob < options.min_avg_logprob:
         return f"low log-probability ({logprob:.2f}, below {options.min_avg_logprob})"
+    if len(segment.words) >= 3:
+        mean = sum(w.probability for w in segment.words) / len(segment.words)
+        if mean < options.min_word_probability:
+            return f"unsure words (mean word probability {mean:.2f})"
     return None
 
 
