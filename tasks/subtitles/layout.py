@@ -170,10 +170,9 @@ def _cue_cost(
         else:
             cost += 1.5 * break_cost(last.text, after.text, rules)
     start = tokens[i].start
-    room = rules.max_duration
-    if j < len(tokens):
+    room = max(rules.max_duration, last.end - start)
+    if j < len(tokens):  # the next cue starts with its first word: this one ends before it
         room = min(room, tokens[j].start - rules.min_gap - start)
-    room = max(room, last.end - start)
     chars = prefix + sum(width(line, rules) for line in lines)
     needed = chars / rules.max_cps
     if needed > room + 1e-9:
