@@ -166,6 +166,25 @@ def silence(seconds: float, rng: np.random.Generator, work: Path) -> np.ndarray:
     return np.zeros(int(seconds * RATE), np.float32)
 
 
+def voxflow_asr(audio: np.ndarray, store: str):
+    """What voxflow's cpu profile makes of 16 kHz ``audio`` (warming ``store`` if needed): the
+    VAD's speech spans and ASR's transcript, by the stages' own backends, and what preflight
+    found (``ready``) for the bare libraries to load the same model files."""
+    from blocks.volume import Volume
+    from profiles import load_catalog, load_profile
+    from tasks.volume.preflight import preflight
+
+    profile = load_profile("cpu")
+    volume = Volume(root=store)
+    catalog = load_catalog()
+    for name in profile.models():
+        volume.warm(catalog[name])
+    ready = preflight(profile, volume)
+    spans = ready["vad"].load(profile.stages["vad"]).speech_spans(audio, RATE)
+    transcript = ready["asr"].load(profile.stages["asr"]).transcribe(audio, spans, "en")
+    return profile, ready, spans, transcript
+
+
 MAKERS: dict[str, Callable[[float, np.random.Generator, Path], np.ndarray]] = {
     "melody": melody,
     "sung": sung,

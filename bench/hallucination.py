@@ -28,12 +28,9 @@ sys.path.insert(0, str(ROOT))
 
 import jiwer  # noqa: E402
 
-from bench.gapped import KINDS, make  # noqa: E402
-from blocks.volume import Volume  # noqa: E402
-from profiles import load_catalog, load_profile  # noqa: E402
-from tasks.extract import SAMPLE_RATE, load_wav  # noqa: E402
+from bench.gapped import KINDS, make, voxflow_asr  # noqa: E402
+from tasks.extract import load_wav  # noqa: E402
 from tasks.guard import guard  # noqa: E402
-from tasks.volume.preflight import preflight  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
 
@@ -51,12 +48,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(OUT / "hallucination.json"))
     args = parser.parse_args(argv)
 
-    profile = load_profile("cpu")
-    volume = Volume(root=args.store)
-    catalog = load_catalog()
-    for name in profile.models():
-        volume.warm(catalog[name])
-    ready = preflight(profile, volume)
     recording = make(OUT / "gapped.wav", args.minutes * 60, args.gap, KINDS)
     audio = load_wav(recording.wav)
     nonspeech_min = sum(s.end - s.start for s in recording.nonspeech()) / 60
@@ -65,16 +56,11 @@ def main(argv: list[str] | None = None) -> int:
         f"({', '.join(KINDS)}), {len(recording.stretches) // 2} sentences"
     )
 
-    asr_spec = profile.stages["asr"]
-    options = dict(asr_spec.options)
-    vad = ready["vad"].load(profile.stages["vad"])
-    asr = ready["asr"].load(asr_spec)
-    rows = {}
-
     started = time.perf_counter()
-    spans = vad.speech_spans(audio, SAMPLE_RATE)
-    raw = asr.transcribe(audio, spans, "en")
-    asr_seconds = time.perf_counter() - started
+    profile, ready, spans, raw = voxflow_asr(audio, args.store)
+    asr_seconds = time.perf_counter() - started  # warm (a stat when warmed), VAD and ASR
+    options = dict(profile.stages["asr"].options)
+    rows = {}
     guarded, report = guard(raw, spans)
     for label, text in (("voxflow, no guard", raw), ("voxflow, guard", guarded)):
         shown = text.shown()

@@ -31,16 +31,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.gapped import make  # noqa: E402
-from blocks.volume import Volume  # noqa: E402
-from profiles import load_catalog, load_profile  # noqa: E402
-from tasks.extract import SAMPLE_RATE, load_wav  # noqa: E402
+from bench.gapped import make, voxflow_asr  # noqa: E402
+from tasks.extract import load_wav  # noqa: E402
 from tasks.guard import guard  # noqa: E402
 from tasks.subtitles import format_timestamp, layout, to_srt  # noqa: E402
 from tasks.subtitles.check import RULES, lint, read_subtitles  # noqa: E402
 from tasks.subtitles.lines import break_lines, width  # noqa: E402
 from tasks.subtitles.rules import rule_set  # noqa: E402
-from tasks.volume.preflight import preflight  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
 VOICES = (("en-us", 150), ("en-gb", 175), ("en-us+m3", 230), ("en-us+f2", 160))
@@ -55,20 +52,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     rules = rule_set("netflix-en")
 
-    profile = load_profile("cpu")
-    volume = Volume(root=args.store)
-    catalog = load_catalog()
-    for name in profile.models():
-        volume.warm(catalog[name])
-    ready = preflight(profile, volume)
     recording = make(OUT / "speech.wav", args.minutes * 60, 0.8, ("silence",), voices=VOICES)
     audio = load_wav(recording.wav)
     print(f"recording: {recording.seconds / 60:.1f} min, {len(recording.stretches) // 2} sentences")
 
-    vad = ready["vad"].load(profile.stages["vad"])
-    asr = ready["asr"].load(profile.stages["asr"])
-    spans = vad.speech_spans(audio, SAMPLE_RATE)
-    transcript, _ = guard(asr.transcribe(audio, spans, "en"), spans)
+    profile, ready, spans, raw = voxflow_asr(audio, args.store)
+    transcript, _ = guard(raw, spans)
 
     files = {"voxflow": OUT / "rules-voxflow.srt"}
     files["voxflow"].write_text(to_srt(transcript, rules))

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from tiny_models import PIPELINE_3_1
 
 from blocks.volume import Volume
 from conftest import cli_env, run_cli, speak
@@ -41,29 +42,6 @@ SEGMENTATION = "pyannote-segmentation-3.0"
 EMBEDDING = "wespeaker-voxceleb-resnet34-lm"
 PIPELINE = "pyannote-speaker-diarization-3.1"
 
-# speaker-diarization-3.1's config.yaml as published: sub-models by hub id.
-PIPELINE_3_1 = {
-    "version": "3.1.0",
-    "pipeline": {
-        "name": "pyannote.audio.pipelines.SpeakerDiarization",
-        "params": {
-            "clustering": "AgglomerativeClustering",
-            "embedding": "pyannote/wespeaker-voxceleb-resnet34-LM",
-            "embedding_batch_size": 32,
-            "embedding_exclude_overlap": True,
-            "segmentation": "pyannote/segmentation-3.0",
-            "segmentation_batch_size": 32,
-        },
-    },
-    "params": {
-        "clustering": {
-            "method": "centroid",
-            "min_cluster_size": 12,
-            "threshold": 0.7045654963945799,
-        },
-        "segmentation": {"min_duration_off": 0.0},
-    },
-}
 SPEAKER_LABEL = re.compile(r"SPEAKER_\d\d")
 
 

@@ -13,6 +13,31 @@ from pathlib import Path
 ENGLISH_VOCAB = 51_864  # tokens plus the 1501 timestamp ids above <|notimestamps|>
 END_OF_TEXT, START_OF_TRANSCRIPT, NO_TIMESTAMPS = 50256, 50257, 50362
 
+# pyannote/speaker-diarization-3.1's config.yaml as published: sub-models by hub id, which
+# the diarize backend replaces with the local segmentation_model and embedding_model.
+PIPELINE_3_1 = {
+    "version": "3.1.0",
+    "pipeline": {
+        "name": "pyannote.audio.pipelines.SpeakerDiarization",
+        "params": {
+            "clustering": "AgglomerativeClustering",
+            "embedding": "pyannote/wespeaker-voxceleb-resnet34-LM",
+            "embedding_batch_size": 32,
+            "embedding_exclude_overlap": True,
+            "segmentation": "pyannote/segmentation-3.0",
+            "segmentation_batch_size": 32,
+        },
+    },
+    "params": {
+        "clustering": {
+            "method": "centroid",
+            "min_cluster_size": 12,
+            "threshold": 0.7045654963945799,
+        },
+        "segmentation": {"min_duration_off": 0.0},
+    },
+}
+
 
 def whisper_tokenizer_file() -> Path:
     """``tokenizer.json`` of the shipped faster-whisper tiny.en model."""

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.gpu.packages import importable
+from tests.tiny_models import PIPELINE_3_1  # the tests' copy of the published config
 
 TOKENIZER_FILE = "whisper-tokenizer.json"
 """Name of the tiny.en ``tokenizer.json`` that ``bench/gpu_wheels.sh`` leaves in the wheels
@@ -302,32 +303,6 @@ def build_embedding(folder: Path, shape: Sizes) -> dict[str, Any]:
         "parameters": sum(p.numel() for p in model.parameters()),
         "mel_bins": shape.embedding_mel_bins,
     }
-
-
-PIPELINE_3_1 = {
-    # pyannote/speaker-diarization-3.1's config.yaml as published: sub-models by hub id, which
-    # the diarize backend replaces with the local segmentation_model and embedding_model.
-    "version": "3.1.0",
-    "pipeline": {
-        "name": "pyannote.audio.pipelines.SpeakerDiarization",
-        "params": {
-            "clustering": "AgglomerativeClustering",
-            "embedding": "pyannote/wespeaker-voxceleb-resnet34-LM",
-            "embedding_batch_size": 32,
-            "embedding_exclude_overlap": True,
-            "segmentation": "pyannote/segmentation-3.0",
-            "segmentation_batch_size": 32,
-        },
-    },
-    "params": {
-        "clustering": {
-            "method": "centroid",
-            "min_cluster_size": 12,
-            "threshold": 0.7045654963945799,
-        },
-        "segmentation": {"min_duration_off": 0.0},
-    },
-}
 
 
 def write_pipeline(folder: Path) -> dict[str, Any]:
