@@ -35,6 +35,12 @@ _PROCESS_ENV = {
 }
 
 _SERVER_TIMEOUT = "Timed out while attempting to connect to ephemeral Prefect API server"
+_FLOW_COMMANDS = ("warm", "transcribe", "subtitle")
+"""The commands that run flows, so need a Prefect server."""
+
+
+def _note(message: str) -> None:
+    sys.stderr.write(f"voxflow: {message}\n")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -137,6 +143,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     _run_options(p, str(settings.output))
     p.set_defaults(run=commands.subtitle)
+
+    p = sub.add_parser(
+        "server", help="the local Prefect server voxflow's runs use when PREFECT_API_URL is unset"
+    )
+    p.add_argument("action", choices=("status", "start", "stop"), help="what to do")
+    p.set_defaults(run=commands.server)
 
     p = sub.add_parser(
         "check",
@@ -259,7 +271,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S"
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    if not args.debug and args.command in ("warm", "transcribe", "subtitle"):
+    if args.command in _FLOW_COMMANDS and not os.environ.get("PREFECT_API_URL"):
+        # One local server per Prefect home, started once and reused: no throwaway server
+        # per command, and local runs stay visible in its UI.
+        try:
+            from flows import server
+
+            os.environ["PREFECT_API_URL"] = server.ensure(_note)[0].api
+        except VoxflowError as e:
+            sys.stderr.write(f"voxflow: error: {e}\n")
+            return e.exit_code
+    if not args.debug and args.command in _FLOW_COMMANDS:
         _quiet_prefect_failures()
     run: Callable[[argparse.Namespace], int] = args.run
     try:

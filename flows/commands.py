@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -170,6 +171,29 @@ def _each_media(
             continue
         report(media, record)
     return 1 if failed else 0
+
+
+def server(args: argparse.Namespace) -> int:
+    from flows import server as local
+
+    if os.environ.get("PREFECT_API_URL") and args.action != "stop":
+        _out(f"PREFECT_API_URL is set: voxflow's runs use {os.environ['PREFECT_API_URL']}")
+    if args.action == "status":
+        found = local.running()
+        if found is None:
+            _out(f"no local server for {local.home()}; the next run starts one")
+            return 1
+        up = time.time() - found.started_at
+        _out(f"local Prefect server at {found.url} (pid {found.pid}, up {up / 60:.0f} min)")
+        return 0
+    if args.action == "start":
+        found, started = local.ensure(_out)
+        if not started:
+            _out(f"local Prefect server already running at {found.url}")
+        return 0
+    stopped = local.stop()
+    _out(f"stopped the local Prefect server at {stopped.url}" if stopped else "no local server")
+    return 0
 
 
 def check(args: argparse.Namespace) -> int:

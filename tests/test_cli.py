@@ -169,7 +169,8 @@ def test_a_long_span_of_continuous_speech_loses_no_text(env, warm_store, tmp_pat
 
 def test_a_first_run_on_a_busy_machine_starts_its_own_server_and_succeeds(warm_store, tmp_path):
     """No PREFECT_API_URL and a new Prefect home (the first server start runs the database
-    migrations) while every core is busy: the temporary server gets the time it needs."""
+    migrations) while every core is busy: the command starts a local server in the background,
+    says where its UI is, and the next command reuses it."""
     env = {k: v for k, v in cli_env("", guard_log=tmp_path / "blocked.log").items()}
     env.pop("PREFECT_API_URL")
     env["PREFECT_HOME"] = str(tmp_path / "new-prefect-home")
@@ -178,14 +179,29 @@ def test_a_first_run_on_a_busy_machine_starts_its_own_server_and_succeeds(warm_s
         for _ in range(os.cpu_count() or 2)
     ]
     try:
-        done = run_cli(transcribe_args(SAMPLE, warm_store.root, tmp_path / "out"), env)
+        try:
+            done = run_cli(transcribe_args(SAMPLE, warm_store.root, tmp_path / "out"), env)
+        finally:
+            for burner in burners:
+                burner.kill()
+                burner.wait()
+        assert done.returncode == 0, done.stderr
+        assert "Traceback" not in done.stderr
+        assert "local Prefect server ready: its UI at http://127.0.0.1:" in done.stderr
+        assert list((tmp_path / "out").glob("sample-*/sample.srt"))
+        status = run_cli(["server", "status"], env)
+        assert (
+            status.returncode == 0 and "local Prefect server at http://127.0.0.1:" in status.stdout
+        )
+        again = run_cli(transcribe_args(SAMPLE, warm_store.root, tmp_path / "again"), env)
+        assert again.returncode == 0, again.stderr
+        assert "starting a local Prefect server" not in again.stderr  # the same one, reused
+        url = status.stdout.split(" at ")[1].split()[0]
+        assert f"View at {url}/runs/flow-run/" in again.stderr + again.stdout  # in its UI
     finally:
-        for burner in burners:
-            burner.kill()
-            burner.wait()
-    assert done.returncode == 0, done.stderr
-    assert "Traceback" not in done.stderr
-    assert list((tmp_path / "out").glob("sample-*/sample.srt"))
+        stopped = run_cli(["server", "stop"], env)
+    assert stopped.returncode == 0 and "stopped the local Prefect server" in stopped.stdout
+    assert run_cli(["server", "status"], env).returncode == 1
     assert no_network_used(tmp_path)
 
 
