@@ -64,8 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     guarded, report = guard(raw, spans)
     for label, text in (("voxflow, no guard", raw), ("voxflow, guard", guarded)):
         shown = text.shown()
-        words = [(w.start, w.end) for s in shown for w in s.words]
-        rows[label] = _row(recording, words, " ".join(s.text for s in shown), asr_seconds)
+        words = [(w.start, w.end, w.text) for s in shown for w in s.words]
+        rows[label] = _row(recording, words, asr_seconds)
     rows["voxflow, guard"]["guard"] = report.to_dict()
 
     from faster_whisper import BatchedInferencePipeline, WhisperModel
@@ -91,15 +91,17 @@ def main(argv: list[str] | None = None) -> int:
         segments, _ = run()
         segments = list(segments)
         seconds = time.perf_counter() - started
-        words = [(w.start, w.end) for s in segments for w in (s.words or ())]
-        rows[label] = _row(recording, words, " ".join(s.text for s in segments), seconds)
+        words = [(w.start, w.end, w.word) for s in segments for w in (s.words or ())]
+        rows[label] = _row(recording, words, seconds)
 
-    base = rows["bare faster-whisper, batched"]["nonspeech_words"]
+    base = rows["bare faster-whisper, batched"]
     for row in rows.values():
         row["words_per_nonspeech_minute"] = round(row["nonspeech_words"] / nonspeech_min, 2)
-        row["fewer_than_bare_batched"] = (
-            round(1 - row["nonspeech_words"] / base, 3) if base else None
-        )
+        for key, of in (
+            ("fewer_than_bare_batched", "nonspeech_words"),
+            ("fewer_made_up", "made_up_in_nonspeech"),
+        ):
+            row[key] = round(1 - row[of] / base[of], 3) if base[of] else None
     _print(rows)
     result = {
         "recording": {
@@ -117,29 +119,53 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _row(recording, words: list[tuple[float, float]], text: str, seconds: float) -> dict:
-    by_kind = {}
-    for stretch in recording.nonspeech():
-        inside = [w for w in words if stretch.start + 0.2 < (w[0] + w[1]) / 2 < stretch.end - 0.2]
-        by_kind[stretch.kind] = by_kind.get(stretch.kind, 0) + len(inside)
+def _row(recording, words: list[tuple[float, float, str]], seconds: float) -> dict:
+    """Words in non-speech, by kind, and how many of them are not what was said there or
+    nearby: the alignment against the spoken text calls a word in non-speech *made up* when it
+    is inserted or substituted, *misplaced* when it matches a spoken word."""
+    tokens = [(a, b, t) for a, b, text in words for t in normalise(text).split()]
+    reference = normalise(recording.speech_text)
+    hypothesis = " ".join(t for _, _, t in tokens)
+    kinds = ["insert"] * len(tokens)
+    if tokens:
+        for chunk in jiwer.process_words(reference, hypothesis).alignments[0]:
+            for k in range(chunk.hyp_start_idx, chunk.hyp_end_idx):
+                kinds[k] = chunk.type
+    by_kind: dict[str, int] = {}
+    made_up = 0
+    for (a, b, _), op in zip(tokens, kinds, strict=True):
+        middle = (a + b) / 2
+        where = next(
+            (s.kind for s in recording.nonspeech() if s.start + 0.2 < middle < s.end - 0.2), None
+        )
+        if where:
+            by_kind[where] = by_kind.get(where, 0) + 1
+            made_up += op != "equal"
     return {
-        "nonspeech_words": recording.words_in_nonspeech(words),
+        "nonspeech_words": sum(by_kind.values()),
+        "made_up_in_nonspeech": made_up,
         "by_kind": by_kind,
-        "words": len(words),
-        "wer": round(jiwer.wer(normalise(recording.speech_text), normalise(text)), 4),
+        "words": len(tokens),
+        "wer": round(jiwer.wer(reference, hypothesis), 4) if tokens else 1.0,
         "seconds": round(seconds, 2),
     }
 
 
 def _print(rows: dict[str, dict]) -> None:
-    print(f"\n{'':34} {'words in':>9} {'per min':>8} {'fewer than':>11} {'WER':>7}")
-    print(f"{'':34} {'non-speech':>9} {'':>8} {'bare batched':>11}")
+    print(
+        f"\n{'':32} {'words in':>10} {'per min':>8} {'fewer than':>10} {'made up':>8} "
+        f"{'fewer':>6} {'WER':>7}"
+    )
+    print(f"{'':32} {'non-speech':>10} {'':>8} {'bare batch':>10} {'there':>8} {'':>6}")
     for label, row in rows.items():
-        fewer = row["fewer_than_bare_batched"]
-        shown = f"{fewer:.0%}" if fewer is not None else "-"
+        fewer, fewer_made = (
+            f"{row[k]:.0%}" if row[k] is not None else "-"
+            for k in ("fewer_than_bare_batched", "fewer_made_up")
+        )
         print(
-            f"{label:34} {row['nonspeech_words']:>9} {row['words_per_nonspeech_minute']:>8} "
-            f"{shown:>11} {row['wer']:>7.2%}   by kind: {row['by_kind']}"
+            f"{label:32} {row['nonspeech_words']:>10} {row['words_per_nonspeech_minute']:>8} "
+            f"{fewer:>10} {row['made_up_in_nonspeech']:>8} {fewer_made:>6} {row['wer']:>7.2%}"
+            f"   {row['by_kind']}"
         )
 
 
