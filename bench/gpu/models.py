@@ -6,12 +6,17 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bench.gpu.packages import importable
-from tests.tiny_models import PIPELINE_3_1  # the tests' copy of the published config
+
+# The published speaker-diarization-3.1 config, from the tests' tiny-model module (found by
+# path, as the tests import it, whatever else is installed under the name "tests").
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
+from tiny_models import PIPELINE_3_1  # noqa: E402
 
 TOKENIZER_FILE = "whisper-tokenizer.json"
 """Name of the tiny.en ``tokenizer.json`` that ``bench/gpu_wheels.sh`` leaves in the wheels
