@@ -20,99 +20,31 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from tiny_models import PIPELINE_3_1
+from tiny_models import (
+    EMBEDDING,
+    PIPELINE,
+    PIPELINE_3_1,
+    SEGMENTATION,
+    build_embedding,
+    build_segmentation,
+)
 
 from blocks.volume import Volume
 from conftest import cli_env, run_cli, speak
-from flows.request import with_diarization
 from profiles import StageSpec, load_catalog, load_profile
-from tasks.diarize import Diarization, SpeakerCount, SpeakerTurn
-from tasks.diarize.assign import assign_speakers
+from tasks.diarize import Diarization, SpeakerCount
 from tasks.extract import SAMPLE_RATE, extract_audio, load_wav
 from tasks.registry import load_backend, parse_options
-from tasks.transcript import Segment, SpeechSpan, Transcript, Word
+from tasks.transcript import SpeechSpan
 from tasks.volume.loadcheck import run_load_check
-from tasks.volume.preflight import ReadyStage, warm_command
-from voxflow.errors import BadInput, ProfileError
+from tasks.volume.preflight import ReadyStage
+from voxflow.errors import ProfileError
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("pyannote.audio")
 
-SEGMENTATION = "pyannote-segmentation-3.0"
-EMBEDDING = "wespeaker-voxceleb-resnet34-lm"
-PIPELINE = "pyannote-speaker-diarization-3.1"
 
 SPEAKER_LABEL = re.compile(r"SPEAKER_\d\d")
-
-
-# ------------------------------------------------------------------------ tiny models on disk
-
-
-def _save_checkpoint(model, folder: Path) -> Path:
-    """Save a pyannote model the way pyannote ships one: a Lightning checkpoint whose
-    ``pyannote.audio`` entry names the version, architecture and specifications."""
-    import lightning
-
-    folder.mkdir(parents=True, exist_ok=True)
-    checkpoint = {
-        "state_dict": model.state_dict(),
-        "hyper_parameters": dict(model.hparams),
-        "pytorch-lightning_version": lightning.__version__,
-    }
-    model.on_save_checkpoint(checkpoint)
-    torch.save(checkpoint, folder / "pytorch_model.bin")
-    (folder / "config.yaml").write_text(
-        yaml.safe_dump({"model": {"_target_": f"{type(model).__module__}.{type(model).__name__}"}})
-    )
-    return folder
-
-
-def build_segmentation(folder: Path, favour: int | None = None) -> Path:
-    """PyanNet set up as segmentation-3.0 (3 speakers, powerset of at most 2), tiny.
-
-    Args:
-        favour: Powerset class the classifier is biased to (0 = nobody speaks, 1 = speaker 1)
-            so a test can know the answer; None keeps the random weights.
-    """
-    from pyannote.audio.core.task import Problem, Resolution, Specifications
-    from pyannote.audio.models.segmentation import PyanNet
-
-    torch.manual_seed(0)
-    model = PyanNet(
-        sincnet={"stride": 10},
-        lstm={"hidden_size": 16, "num_layers": 1},
-        linear={"hidden_size": 16, "num_layers": 1},
-    )
-    model.specifications = Specifications(
-        problem=Problem.MONO_LABEL_CLASSIFICATION,
-        resolution=Resolution.FRAME,
-        duration=10.0,
-        min_duration=10.0,
-        warm_up=(0.0, 0.0),
-        classes=["speaker#1", "speaker#2", "speaker#3"],
-        powerset_max_classes=2,
-        permutation_invariant=True,
-    )
-    model.build()
-    if favour is not None:
-        with torch.no_grad():
-            model.classifier.weight.zero_()
-            model.classifier.bias.fill_(-10.0)
-            model.classifier.bias[favour] = 10.0
-    return _save_checkpoint(model, folder)
-
-
-def build_embedding(folder: Path) -> Path:
-    """WeSpeaker ResNet34 (the architecture of wespeaker-voxceleb-resnet34-LM), on 16 mel bins."""
-    from pyannote.audio.core.task import Problem, Resolution, Specifications
-    from pyannote.audio.models.embedding import WeSpeakerResNet34
-
-    torch.manual_seed(1)
-    model = WeSpeakerResNet34(num_mel_bins=16)
-    model.specifications = Specifications(
-        problem=Problem.REPRESENTATION, resolution=Resolution.CHUNK, duration=5.0
-    )
-    return _save_checkpoint(model, folder)
 
 
 @pytest.fixture(scope="module")
@@ -381,98 +313,6 @@ def test_diarize_load_check_passes_in_an_offline_child(pyannote_store):
     check = run_load_check(spec, ready)
     assert check.ok, check.detail
     assert "speaker turn" in check.detail
-
-
-# -------------------------------------------------------------- speakers onto the transcript
-
-
-def _words(*spec: tuple[float, float, str]) -> tuple[Word, ...]:
-    return tuple(Word(start, end, f" {text}") for start, end, text in spec)
-
-
-def _transcript(*segments: Segment) -> Transcript:
-    return Transcript(language="en", duration=10.0, segments=segments)
-
-
-def test_words_take_the_speaker_they_overlap_most_and_segments_follow():
-    words = _words((0.0, 0.5, "hello"), (0.6, 1.0, "there"), (1.2, 1.6, "friend"))
-    diarization = Diarization(
-        exclusive=(SpeakerTurn(0.0, 0.7, "SPEAKER_00"), SpeakerTurn(0.7, 5.0, "SPEAKER_01"))
-    )
-    out = assign_speakers(_transcript(Segment(0.0, 1.6, " hello there friend", words)), diarization)
-    assert [w.speaker for s in out.segments for w in s.words] == [
-        "SPEAKER_00",
-        "SPEAKER_01",
-        "SPEAKER_01",
-    ]
-    assert [(s.speaker, s.text, s.start, s.end) for s in out.segments] == [
-        ("SPEAKER_00", " hello", 0.0, 0.5),
-        ("SPEAKER_01", " there friend", 0.6, 1.6),
-    ]
-
-
-def test_a_word_in_a_gap_takes_the_nearest_speaker_and_a_lone_word_joins_its_neighbours():
-    words = _words((0.0, 0.4, "a"), (0.5, 0.6, "b"), (0.7, 1.0, "c"), (3.0, 3.2, "d"))
-    diarization = Diarization(
-        turns=(
-            SpeakerTurn(0.0, 0.45, "SPEAKER_00"),
-            SpeakerTurn(0.45, 0.65, "SPEAKER_01"),
-            SpeakerTurn(0.65, 1.0, "SPEAKER_00"),
-            SpeakerTurn(4.0, 5.0, "SPEAKER_01"),
-        )
-    )
-    out = assign_speakers(_transcript(Segment(0.0, 3.2, " a b c d", words)), diarization)
-    assert [(s.speaker, [w.text for w in s.words]) for s in out.segments] == [
-        ("SPEAKER_00", [" a", " b", " c"]),
-        ("SPEAKER_01", [" d"]),
-    ]
-
-
-def test_segments_without_words_and_empty_diarizations():
-    segment = Segment(1.0, 2.0, " hi")
-    diarization = Diarization(turns=(SpeakerTurn(0.0, 3.0, "SPEAKER_00"),))
-    assert assign_speakers(_transcript(segment), diarization).segments[0].speaker == "SPEAKER_00"
-    assert assign_speakers(_transcript(segment), Diarization()).segments == (segment,)
-
-
-def test_diarization_round_trips_through_json(tmp_path):
-    diarization = Diarization(
-        turns=(SpeakerTurn(0.0, 1.0, "SPEAKER_00"), SpeakerTurn(0.5, 2.0, "SPEAKER_01")),
-        exclusive=(SpeakerTurn(0.0, 1.0, "SPEAKER_00"), SpeakerTurn(1.0, 2.0, "SPEAKER_01")),
-    )
-    path = diarization.save(tmp_path / "diarization.json")
-    assert Diarization.load(path) == diarization
-    assert json.loads(path.read_text())["speakers"] == ["SPEAKER_00", "SPEAKER_01"]
-
-
-# ------------------------------------------------------------- switching the stage on a run
-
-
-@pytest.mark.parametrize(
-    ("count", "message"),
-    [
-        (dict(num=0), "at least 1"),
-        (dict(num=2, max=3), "not both"),
-        (dict(min=3, max=2), "exceeds"),
-    ],
-)
-def test_bad_speaker_counts_are_refused(count, message):
-    with pytest.raises(BadInput, match=message):
-        SpeakerCount(**count)
-
-
-def test_a_speaker_count_switches_diarization_on_and_warming_names_it():
-    cpu = load_profile("cpu")
-    assert not cpu.stages["diarize"].enabled
-    assert with_diarization(cpu, None, SpeakerCount()) is cpu
-    on = with_diarization(cpu, None, SpeakerCount(num=2))
-    assert on.stages["diarize"].enabled and on.switched_on == ("diarize",)
-    assert set(on.models()) >= {PIPELINE, SEGMENTATION, EMBEDDING}
-    assert warm_command(on, Volume(root="m")).endswith("--with diarize")
-    off = with_diarization(load_profile("cuda"), False, SpeakerCount())
-    assert not off.stages["diarize"].enabled and off.switched_on == ()
-    with pytest.raises(BadInput, match="switched off"):
-        with_diarization(cpu, False, SpeakerCount(num=2))
 
 
 # ------------------------------------------------------------------- the transcribe flow
