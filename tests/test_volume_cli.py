@@ -222,15 +222,21 @@ def test_transcribe_runs_in_a_network_namespace_with_no_network(warm_store, tmp_
         sys.executable, "-m", "flows.cli", "transcribe", str(SAMPLE), "--profile", "cpu",
         "--store", warm_store.root, "--output", str(tmp_path / "out"), "--format", "srt,txt",
     ]  # fmt: skip
-    done = subprocess.run(
-        [unshare, "-n", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", *inner],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    try:
+        done = subprocess.run(
+            [unshare, "-n", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", *inner],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    finally:  # the local server it started, inside the namespace, stops by its pid
+        stop = [sys.executable, "-m", "flows.cli", "server", "stop"]
+        stopped = subprocess.run(stop, env=env, capture_output=True, text=True, timeout=60)
 
     assert done.returncode == 0, done.stdout + done.stderr
+    assert "local Prefect server ready" in done.stderr
+    assert "stopped the local Prefect server" in stopped.stdout, stopped.stderr
     srt = next((tmp_path / "out").glob("sample-*/sample.srt"))
     assert "-->" in srt.read_text()
     assert next((tmp_path / "out").glob("sample-*/sample.txt")).read_text().strip()
