@@ -20,6 +20,11 @@ class SpeechSpan:
     start: float
     end: float
 
+    @staticmethod
+    def load(path: str | Path) -> list[SpeechSpan]:
+        """The spans the vad stage wrote to ``speech.json``."""
+        return [SpeechSpan(**s) for s in json.loads(Path(path).read_text())]
+
 
 @dataclass(frozen=True)
 class Word:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,7 @@ def recognise(
     config = {**ready.config(spec), "language": language}
 
     def compute() -> dict[str, Any]:
-        spans = [SpeechSpan(**s) for s in json.loads(Path(speech.result["path"]).read_text())]
+        spans = SpeechSpan.load(speech.result["path"])
         if not spans:
             log.warning("no speech found in %s: the transcript will be empty", Path(job.media).name)
         backend = ready.load(spec)

@@ -3,7 +3,6 @@ into the job's ``records/transcript.guarded.json``."""
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import asdict
 from pathlib import Path
@@ -40,7 +39,7 @@ def guard_transcript(
     config = {"options": asdict(options), "vocals": vocals.key if vocals else None}
 
     def compute() -> dict[str, Any]:
-        spans = [SpeechSpan(**s) for s in json.loads(Path(speech.result["path"]).read_text())]
+        spans = SpeechSpan.load(speech.result["path"])
         stem = load_wav(vocals.result["path"]) if vocals else None
         original = Transcript.load(Path(transcript.result["path"]))
         guarded, report = guard(original, spans, stem, SAMPLE_RATE, options)
