@@ -1,32 +1,76 @@
-"""The inbox flow: transcribe each new media file in a folder once; quarantine what fails."""
+"""The inbox flows: claim each new media file in a folder once, and transcribe it in a batch.
+
+``inbox`` (scheduled) finds the new files, claims them in batches and hands each batch to a run
+of ``inbox-batch``: under a deployment a flow run of ``inbox-batch/<same name>`` on the same work
+pool, so every worker of the pool takes work at once; in-process, a subflow, one batch after
+another. A batch run keeps its models loaded for all its files, renews its claim while it works
+and quarantines the files that cannot be decoded. See :mod:`tasks.inbox` for the claims.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 from prefect import flow
 from prefect.artifacts import create_table_artifact
+from prefect.runtime import deployment, flow_run
 
 from flows.request import OnColdCache, TranscribeRequest
-from flows.runtime import ready_or_warm
+from flows.runtime import ready_or_warm, under_deployment
 from flows.transcribe import transcribe_job
-from profiles import load_profile, resolve_profile
+from profiles import resolve_profile
 from tasks.inbox import (
+    CLAIMED,
     DONE,
     LEDGER_NAME,
     QUARANTINED,
-    InboxBusy,
     InboxFile,
+    Ledger,
+    claim_holds,
     is_file_fault,
     locked_ledger,
     pending_files,
 )
 from tasks.inbox import quarantine as move_to_quarantine
 from tasks.job import prepare_job
+from tasks.registry import POOL
+from tasks.volume.preflight import ReadyStage
+from voxflow.errors import BadInput
 from voxflow.settings import load_settings
 
 log = logging.getLogger(__name__)
+
+QUEUED = "queued"
+LOST = "claim lost"
+
+
+def batch_run_state(run_id: str) -> str | None:
+    """The state type of a flow run (``SCHEDULED``, ``RUNNING``, ...), or None when the server
+    does not know it or cannot be reached (the claim's lapse time decides then)."""
+    from prefect.client.orchestration import get_client
+
+    try:
+        with get_client(sync_client=True) as client:
+            found = client.read_flow_run(uuid.UUID(run_id))
+    except Exception as e:  # a claim must never fail the scan: its lapse time still counts
+        log.debug("no state for flow run %s: %s", run_id, e)
+        return None
+    return found.state_type.value if found.state_type else None
+
+
+def this_run() -> str:
+    """How the ledger names the flow run it is written from."""
+    return str(flow_run.id) if flow_run.id else f"pid {os.getpid()}"
 
 
 @flow(name="inbox", log_prints=False)
@@ -40,8 +84,10 @@ def inbox(
     formats: list[str] | None = None,
     min_age_s: float = 10.0,
     on_cold_cache: OnColdCache = "fail",
+    batch_size: int = 4,
+    claim_ttl_s: float = 120.0,
 ) -> dict[str, list[str]]:
-    """Transcribe every new media file in a folder exactly once, by content hash.
+    """Claim every new media file in a folder, by content hash, and transcribe it exactly once.
 
     Args:
         inbox_dir: Folder to watch; media files directly in it (not hidden) are candidates.
@@ -53,74 +99,277 @@ def inbox(
         formats: Output formats among srt, vtt, json, txt (all when empty).
         min_age_s: Leave files modified less than this many seconds ago for the next run.
         on_cold_cache: On a cold model volume: fail without touching any file, or warm it.
+        batch_size: Files per batch run; each batch run loads its models once.
+        claim_ttl_s: Seconds a claim outlives the last sign of life of its batch run; then a
+            later inbox run claims its files again.
 
     Returns:
-        File names by outcome: ``done``, ``quarantined``.
+        File names by outcome: ``done`` and ``quarantined`` (batches run in this process),
+        ``queued`` (batches handed to the pool's workers).
 
     Raises:
-        ModelNotWarmed: The volume is cold (the files stay in the inbox).
-        VoxflowError: Any failure of the machine or the volume (a full disk, memory): the run
-            fails at that file, which stays in the inbox; the files done before it stay done.
+        ModelNotWarmed: The volume is cold (no file is claimed).
+        VoxflowError: Any failure of the machine or the volume (a full disk, memory) in an
+            in-process batch: the run fails at that file, which a later run does again.
     """
+    if batch_size < 1 or claim_ttl_s <= 0:
+        raise BadInput(
+            f"expected batch_size >= 1 and claim_ttl_s > 0, found {batch_size} and {claim_ttl_s}"
+        )
     settings = load_settings()
     folder = Path(inbox_dir)
     output = Path(output_dir or settings.output)
-    quarantine = Path(quarantine_dir) if quarantine_dir else folder / "quarantine"
     chosen_name = resolve_profile(profile)
-    summary: dict[str, list[str]] = {DONE: [], QUARANTINED: []}
+    summary: dict[str, list[str]] = {DONE: [], QUARANTINED: [], QUEUED: []}
+    ledger_path = output / LEDGER_NAME
 
-    def request(item: InboxFile) -> TranscribeRequest:
-        return TranscribeRequest(
-            media=str(item.path),
-            profile=chosen_name,
-            language=language,
-            formats=formats,
-            output_dir=str(output),
-            store=store,
-        )
-
-    try:
-        with locked_ledger(output / LEDGER_NAME) as ledger:
-            todo = pending_files(folder, ledger, min_age_s)
-            if not todo:
-                log.info("inbox %s: nothing new", folder)
-                return summary
-            # Problems of the machine or the volume fail the run before any file is touched;
-            # only what goes wrong with one file sends that file to quarantine.
-            first = request(todo[0]).check()
-            ready = ready_or_warm(first.profile, first.volume, on_cold_cache)
-            for item in todo:
-                try:
-                    run = request(item).check()
-                    job = prepare_job(run.request.media, str(run.output))
-                    record = transcribe_job(job, run, ready).record
-                except Exception as e:
-                    if not is_file_fault(e):
-                        log.error(
-                            "inbox: stopping at %s, which stays in the inbox: %s",
-                            item.path.name,
-                            e,
-                        )
-                        raise
-                    moved = move_to_quarantine(item, quarantine, e)
-                    log.error("inbox: %s failed, moved to %s: %s", item.path.name, moved, e)
-                    ledger.record(item, QUARANTINED, error=str(e), moved_to=str(moved))
-                    summary[QUARANTINED].append(item.path.name)
-                    continue
-                ledger.record(
-                    item,
-                    DONE,
-                    outputs=record["outputs"],
-                    flow_run_id=record.get("flow_run_id"),
-                )
-                summary[DONE].append(item.path.name)
-    except InboxBusy as e:
-        log.warning("%s", e)
+    # Hashing new files takes a while: it reads the ledger as it is (written by renames) and
+    # takes the lock only to claim, checking each file again.
+    todo = pending_files(folder, Ledger.load(ledger_path), min_age_s, batch_run_state)
+    if not todo:
+        log.info("inbox %s: nothing new", folder)
         return summary
+    # Problems of the machine or the volume fail the run before any file is claimed.
+    first = file_request(todo[0], chosen_name, output, store, language, formats).check()
+    ready_or_warm(first.profile, first.volume, on_cold_cache)
+
+    batches, rows = claim_batches(ledger_path, todo, batch_size, claim_ttl_s)
+    shared = {
+        "profile": chosen_name,
+        "output_dir": str(output),
+        "store": store,
+        "quarantine_dir": quarantine_dir or str(folder / "quarantine"),
+        "language": language,
+        "formats": formats,
+        "claim_ttl_s": claim_ttl_s,
+        "inbox_run": this_run(),
+    }
+    for token, items in batches.items():
+        names = [item.path.name for item in items]
+        if under_deployment():
+            run = hand_to_pool(ledger_path, token, shared)
+            for name in names:
+                rows[name] |= {"batch run": run, "outcome": QUEUED}
+            summary[QUEUED] += names
+            continue
+        outcome = inbox_batch(claim=token, **shared)
+        for status, done in outcome.items():
+            if status in summary:
+                summary[status] += done
+            for name in done:
+                rows[name] |= {"batch run": "subflow", "outcome": status}
     create_table_artifact(
-        key=f"inbox-{load_profile(chosen_name).name}",
-        table=[{"file": f, "outcome": k} for k, files in summary.items() for f in files],
-        description=f"inbox {folder}: {len(summary[DONE])} done, "
-        f"{len(summary[QUARANTINED])} quarantined",
+        key=f"inbox-{chosen_name}",
+        table=list(rows.values()),
+        description=f"inbox {folder}: {len(rows)} claimed in {len(batches)} batch(es) by "
+        f"{this_run()}",
     )
     return summary
+
+
+def file_request(
+    item: InboxFile,
+    profile: str,
+    output: Path,
+    store: str | None,
+    language: str | None,
+    formats: list[str] | None,
+) -> TranscribeRequest:
+    """The transcribe request for one file of the inbox."""
+    return TranscribeRequest(
+        media=str(item.path),
+        profile=profile,
+        language=language,
+        formats=formats,
+        output_dir=str(output),
+        store=store,
+    )
+
+
+def claim_batches(
+    ledger_path: Path, todo: list[InboxFile], batch_size: int, ttl: float
+) -> tuple[dict[str, list[InboxFile]], dict[str, dict[str, Any]]]:
+    """Claim the files still free once the lock is held, ``batch_size`` to a token.
+
+    Returns:
+        Token -> its files, and file name -> the artifact row saying what was claimed.
+    """
+    batches: dict[str, list[InboxFile]] = {}
+    rows: dict[str, dict[str, Any]] = {}
+    with locked_ledger(ledger_path) as ledger:
+        now = time.time()
+        free = [
+            item
+            for item in todo
+            if not ledger.is_done(item.sha256)
+            and not claim_holds(ledger.entries.get(item.sha256, {}), now, batch_run_state)
+        ]
+        for start in range(0, len(free), batch_size):
+            token = uuid.uuid4().hex
+            batches[token] = free[start : start + batch_size]
+            for item in batches[token]:
+                before = ledger.entries.get(item.sha256, {})
+                note = ""
+                if before.get("status") == CLAIMED:
+                    note = f"claimed again: the claim of batch run {before.get('batch_run')} lapsed"
+                ledger.claim(item, token, now + ttl, claimed_by=this_run())
+                rows[item.path.name] = {
+                    "file": item.path.name,
+                    "sha256": item.sha256[:12],
+                    "claimed by": this_run(),
+                    "batch run": "",
+                    "outcome": "",
+                    "note": note,
+                }
+        ledger.save()
+    return batches, rows
+
+
+def hand_to_pool(ledger_path: Path, token: str, shared: dict[str, Any]) -> str:
+    """Start a flow run of ``inbox-batch/<this deployment's name>`` for a claim; its id."""
+    from prefect.deployments import run_deployment
+
+    name = f"inbox-batch/{deployment.name}"
+    run = run_deployment(name, parameters={"claim": token, **shared}, timeout=0)
+    with locked_ledger(ledger_path) as ledger:
+        ledger.renew(token, time.time() + shared["claim_ttl_s"], batch_run=str(run.id))
+        ledger.save()
+    log.info("inbox: batch %s handed to %s as run %s", token[:8], name, run.name)
+    return str(run.id)
+
+
+@flow(name="inbox-batch", log_prints=False)
+def inbox_batch(
+    claim: str,
+    profile: str,
+    output_dir: str,
+    store: str | None = None,
+    quarantine_dir: str | None = None,
+    language: str | None = None,
+    formats: list[str] | None = None,
+    claim_ttl_s: float = 120.0,
+    inbox_run: str | None = None,
+) -> dict[str, list[str]]:
+    """Transcribe the files an inbox run claimed, loading each model once for all of them.
+
+    Args:
+        claim: The claim's token in the ledger.
+        profile: Hardware profile the inbox run resolved.
+        output_dir: Where job directories and the ledger are.
+        store: Model volume root.
+        quarantine_dir: Where failed files go with a .error.txt note.
+        language: Spoken language (ISO 639-1); detected when empty.
+        formats: Output formats among srt, vtt, json, txt (all when empty).
+        claim_ttl_s: How long the claim outlives this run's last renewal.
+        inbox_run: The inbox run that made the claim.
+
+    Returns:
+        File names by outcome: ``done``, ``quarantined``, ``claim lost`` (another run holds the
+        file now: this one left it).
+    """
+    output = Path(output_dir)
+    ledger_path = output / LEDGER_NAME
+    here = {"host": socket.gethostname(), "pid": os.getpid(), "worker_pid": os.getppid()}
+    with locked_ledger(ledger_path) as ledger:
+        held = list(ledger.claimed_by(claim))
+        ledger.renew(claim, time.time() + claim_ttl_s, batch_run=this_run(), **here)
+        ledger.save()
+    summary: dict[str, list[str]] = {DONE: [], QUARANTINED: [], LOST: []}
+    rows: list[dict[str, Any]] = []
+    if not held:
+        log.warning("inbox batch %s: the claim holds no file any more", claim[:8])
+        return summary
+
+    request = partial(file_request, profile=profile, output=output, store=store,
+                      language=language, formats=formats)  # fmt: skip
+    quarantine = Path(quarantine_dir) if quarantine_dir else None
+    with renewing(ledger_path, claim, claim_ttl_s), POOL.session() as loaded:
+        ready: dict[str, ReadyStage] = {}
+        for sha in held:
+            with locked_ledger(ledger_path) as ledger:
+                item = ledger.file(sha)
+                if item is None or sha not in ledger.claimed_by(claim):
+                    name = ledger.entries.get(sha, {}).get("file", sha[:12])
+                    log.warning("inbox: the claim on %s is no longer this run's; leaving it", name)
+                    summary[LOST].append(name)
+                    continue
+                ledger.entries[sha]["started"] = time.time()
+                ledger.save()
+            status, details = transcribe_file(
+                item, request(item), ready, quarantine or item.path.parent / "quarantine"
+            )
+            with locked_ledger(ledger_path) as ledger:
+                if ledger.is_done(sha):
+                    log.warning("inbox: %s was done by another run meanwhile", item.path.name)
+                else:
+                    ledger.record(
+                        item, status, batch_run=this_run(), claimed_by=inbox_run, **here, **details
+                    )
+            summary[status].append(item.path.name)
+            rows.append({"file": item.path.name, "outcome": status, **here,
+                         "detail": details.get("error", "")})  # fmt: skip
+    create_table_artifact(
+        key=f"inbox-batch-{profile}",
+        table=rows,
+        description=f"inbox batch {claim[:8]} of {inbox_run}: {len(summary[DONE])} done, "
+        f"{len(summary[QUARANTINED])} quarantined on {here['host']} (worker pid "
+        f"{here['worker_pid']}); models loaded once each: {', '.join(loaded) or 'none'}",
+    )
+    return summary
+
+
+def transcribe_file(
+    item: InboxFile, request: TranscribeRequest, ready: dict[str, ReadyStage], quarantine: Path
+) -> tuple[str, dict[str, Any]]:
+    """Transcribe one claimed file; a file that cannot be decoded goes to quarantine.
+
+    Args:
+        item: The file.
+        request: Its transcribe request.
+        ready: What the batch's preflight found; filled by the first file's (a cold volume
+            fails the run there).
+        quarantine: Where it goes if it cannot be decoded.
+
+    Returns:
+        ``done`` or ``quarantined``, with what the ledger records of it.
+
+    Raises:
+        VoxflowError: A failure of the machine or the volume; the file stays in the inbox.
+    """
+    try:
+        run = request.check()
+        if not ready:
+            ready.update(ready_or_warm(run.profile, run.volume, "fail"))
+        job = prepare_job(run.request.media, str(run.output))
+        record = transcribe_job(job, run, ready).record
+    except Exception as e:
+        if not is_file_fault(e):
+            log.error("inbox: stopping at %s, which stays in the inbox: %s", item.path.name, e)
+            raise
+        moved = move_to_quarantine(item, quarantine, e)
+        log.error("inbox: %s failed, moved to %s: %s", item.path.name, moved, e)
+        return QUARANTINED, {"error": str(e), "moved_to": str(moved)}
+    return DONE, {"outputs": record["outputs"], "flow_run_id": record.get("flow_run_id")}
+
+
+@contextmanager
+def renewing(ledger_path: Path, token: str, ttl: float) -> Iterator[None]:
+    """Renew ``token``'s claims every third of ``ttl`` while the body runs (a heartbeat)."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(max(ttl / 3, 0.5)):
+            try:
+                with locked_ledger(ledger_path, timeout=ttl / 3) as ledger:
+                    if ledger.renew(token, time.time() + ttl):
+                        ledger.save()
+            except Exception as e:  # the next beat tries again; the claim lapses if none works
+                log.warning("inbox: could not renew claim %s: %s", token[:8], e)
+
+    thread = threading.Thread(target=beat, name=f"claim-{token[:8]}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()

@@ -2,10 +2,17 @@
 
 A file is identified by its content (sha256), not its name: renaming or copying a finished file
 back into the inbox does nothing, and a changed file under an old name is new. The ledger
-(``<output>/inbox-ledger.json``) is rewritten atomically (temp file, fsync, rename) after each
-file, so a run killed mid-way loses at most the file it was on, and that one is simply done
-again next time (its stages are cached). A stat index (name, size, mtime) spares re-hashing
-files the ledger has already seen.
+(``<output>/inbox-ledger.json``) is rewritten atomically (temp file, fsync, rename) under a file
+lock that is held only while it is read and written, never while a file is transcribed. A stat
+index (name, size, mtime) spares re-hashing files the ledger has already seen.
+
+Many runs share one inbox through **claims**. An inbox run claims new files for a batch (a
+random token, the time it lapses) and hands the batch to a flow run of its own; that run renews
+the claim while it works and checks, before each file, that the claim is still its own. A claim
+holds while its batch run waits to start, and otherwise only until it lapses: a run whose
+worker was killed stops renewing, so a later inbox run claims its files again, and their
+finished stages are reused from the job folder. A claim whose run ended without doing the file
+is void at once.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import os
 import shutil
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,6 +41,12 @@ log = logging.getLogger(__name__)
 LEDGER_NAME = "inbox-ledger.json"
 DONE = "done"
 QUARANTINED = "quarantined"
+CLAIMED = "claimed"
+
+WAITING_STATES = frozenset({"SCHEDULED"})
+"""States of a batch run in which its claims hold however old they are: it has not started."""
+ENDED_STATES = frozenset({"COMPLETED", "FAILED", "CRASHED", "CANCELLED"})
+"""States of a batch run after which its claims on files it did not finish are void."""
 
 MEDIA_SUFFIXES = frozenset(
     ".3gp .aac .aif .aiff .amr .ape .avi .caf .flac .flv .m2ts .m4a .m4b .m4v .mka .mkv .mov "
@@ -111,6 +124,35 @@ class Ledger:
                 return sha
         return None
 
+    def claim(self, item: InboxFile, token: str, until: float, **details: Any) -> None:
+        """Mark ``item`` claimed by ``token`` until ``until`` (epoch seconds); not yet saved."""
+        self.entries[item.sha256] = {
+            "status": CLAIMED,
+            "file": item.path.name,
+            "path": str(item.path),
+            "size": item.size,
+            "mtime_ns": item.mtime_ns,
+            "claim": token,
+            "until": until,
+            "at": datetime.now(UTC).isoformat(timespec="seconds"),
+            **details,
+        }
+
+    def claimed_by(self, token: str) -> dict[str, dict[str, Any]]:
+        """sha256 -> entry, for the files ``token`` still holds a claim on."""
+        return {
+            sha: entry
+            for sha, entry in self.entries.items()
+            if entry.get("status") == CLAIMED and entry.get("claim") == token
+        }
+
+    def renew(self, token: str, until: float, **details: Any) -> int:
+        """Push the lapse time of ``token``'s claims to ``until``; how many it holds."""
+        held = self.claimed_by(token)
+        for entry in held.values():
+            entry.update(until=until, **details)
+        return len(held)
+
     def record(self, item: InboxFile, status: str, **details: Any) -> None:
         """Note what became of ``item`` and write the ledger atomically."""
         self.entries[item.sha256] = {
@@ -123,40 +165,80 @@ class Ledger:
         }
         self.save()
 
+    def file(self, sha256: str) -> InboxFile | None:
+        """The claimed or recorded file under ``sha256`` as an :class:`InboxFile`."""
+        entry = self.entries.get(sha256)
+        if entry is None or "path" not in entry:
+            return None
+        return InboxFile(Path(entry["path"]), sha256, entry["size"], entry["mtime_ns"])
+
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         write_json(self.path, {"files": self.entries}, indent=2, sort_keys=True)
 
 
+def claim_holds(entry: dict[str, Any], now: float, run_state: Callable[[str], str | None]) -> bool:
+    """Whether a ledger entry is a claim that still keeps other runs off its file.
+
+    Args:
+        entry: The ledger entry.
+        now: The time, epoch seconds.
+        run_state: Batch run id -> its state type (``SCHEDULED``, ``RUNNING``, ...), or None
+            when the server does not know it or cannot be asked.
+    """
+    if entry.get("status") != CLAIMED:
+        return False
+    run = entry.get("batch_run")
+    state = run_state(run) if run else None
+    if state in ENDED_STATES:
+        return False
+    if state in WAITING_STATES:
+        return True
+    return now < float(entry.get("until", 0))
+
+
 @contextmanager
-def locked_ledger(path: str | os.PathLike[str]) -> Iterator[Ledger]:
-    """Load the ledger under its lock, held for a whole inbox run.
+def locked_ledger(path: str | os.PathLike[str], timeout: float = 60.0) -> Iterator[Ledger]:
+    """Load the ledger under its lock, for one read-and-write (not for a whole run).
+
+    Args:
+        path: The ledger file.
+        timeout: Seconds to wait for another run's read-and-write to end.
 
     Raises:
-        InboxBusy: Another run holds it.
+        InboxBusy: The lock was not free within ``timeout``.
         BadInput: The ledger is unreadable.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(path) + ".lock", timeout=0)
+    lock = FileLock(str(path) + ".lock", timeout=timeout)
     try:
         lock.acquire()
     except Timeout as e:
-        raise InboxBusy(f"another inbox run holds {path}; leaving the files to it") from e
+        raise InboxBusy(
+            f"the inbox ledger {path} stayed locked for {timeout:.0f} s; if no inbox run is "
+            f"alive, remove {path}.lock"
+        ) from e
     try:
         yield Ledger.load(path)
     finally:
         lock.release()
 
 
-def pending_files(inbox: Path, ledger: Ledger, min_age_s: float = 0.0) -> list[InboxFile]:
+def pending_files(
+    inbox: Path,
+    ledger: Ledger,
+    min_age_s: float = 0.0,
+    run_state: Callable[[str], str | None] = lambda run: None,
+) -> list[InboxFile]:
     """Media files in ``inbox`` (not hidden, not in sub-folders, with a suffix in
-    :data:`MEDIA_SUFFIXES`) whose content is not done yet.
+    :data:`MEDIA_SUFFIXES`) whose content is neither done nor held by a claim.
 
     Args:
         inbox: The folder to look in.
-        ledger: What was done before.
+        ledger: What was done before, and the claims.
         min_age_s: Skip files modified less than this many seconds ago (still being copied).
+        run_state: Batch run id -> state type, for :func:`claim_holds`.
 
     Returns:
         New files, by name; a file whose content appears twice is returned once.
@@ -179,7 +261,7 @@ def pending_files(inbox: Path, ledger: Ledger, min_age_s: float = 0.0) -> list[I
             log.info("inbox: %s is still changing; leaving it for the next run", path.name)
             continue
         sha = ledger.known_hash(path, stat.st_size, stat.st_mtime_ns) or content_hash(path)
-        if ledger.is_done(sha):
+        if ledger.is_done(sha) or claim_holds(ledger.entries.get(sha, {}), now, run_state):
             continue
         if sha in found:
             log.info("inbox: %s has the same content as %s", path.name, found[sha].path.name)

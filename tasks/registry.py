@@ -8,11 +8,14 @@ loaded model per (backend, model path, options) for the life of the process.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import importlib
 import importlib.util
 import logging
+import sys
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -145,11 +148,16 @@ def unavailable_reason(spec: StageSpec) -> str | None:
 
 
 class ModelPool:
-    """One loaded backend per (backend, model path, options), so a batch loads each model once."""
+    """One loaded backend per (backend, model path, options), so a batch loads each model once.
+
+    Attributes:
+        loads: ``stage:backend`` of every model loaded since the pool was made, in order.
+    """
 
     def __init__(self) -> None:
         self._items: dict[tuple[Any, ...], Backend] = {}
         self._lock = threading.Lock()
+        self.loads: list[str] = []
 
     def get(self, key: tuple[Any, ...], factory: Callable[[], Backend]) -> Backend:
         """The pooled backend for key, built by factory on first use."""
@@ -157,7 +165,46 @@ class ModelPool:
             if key not in self._items:
                 log.info("loading %s", key[0])
                 self._items[key] = factory()
+                self.loads.append(key[0])
             return self._items[key]
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def release(self) -> int:
+        """Drop every loaded model and hand accelerator memory back; how many were dropped."""
+        with self._lock:
+            dropped = len(self._items)
+            self._items.clear()
+        gc.collect()
+        free_accelerator_memory()
+        if dropped:
+            log.info("released %d loaded model(s)", dropped)
+        return dropped
+
+    @contextmanager
+    def session(self) -> Iterator[list[str]]:
+        """Models loaded inside the block stay loaded for all of it and are released at its end
+        (a batch of files); yields the list of what was loaded meanwhile, filled as it goes."""
+        start = len(self.loads)
+        loaded: list[str] = []
+        try:
+            yield loaded
+        finally:
+            loaded.extend(self.loads[start:])
+            self.release()
+
+
+def free_accelerator_memory() -> None:
+    """Return cached GPU memory to the device (PyTorch's CUDA cache, MLX's Metal cache), for the
+    frameworks this process has imported; nothing is imported here."""
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
+    mlx = sys.modules.get("mlx.core")
+    clear = getattr(mlx, "clear_cache", None) if mlx is not None else None
+    if clear is not None:
+        clear()
 
 
 POOL = ModelPool()

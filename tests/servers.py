@@ -99,11 +99,17 @@ def prefect_server(home: Path, env: dict[str, str]) -> Iterator[tuple[str, dict[
 
 
 @contextmanager
-def prefect_worker(pool: str, env: dict[str, str], home: Path) -> Iterator[subprocess.Popen]:
-    """`prefect worker start --pool POOL`, polling every second, from outside the checkout."""
+def prefect_worker(
+    pool: str, env: dict[str, str], home: Path, name: str | None = None, limit: int | None = None
+) -> Iterator[subprocess.Popen]:
+    """`prefect worker start --pool POOL [--limit N]`, polling every second, from outside the
+    checkout."""
     env = {**env, "PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_WORKER_PREFETCH_SECONDS": "5"}
-    args = [*PREFECT, "worker", "start", "--pool", pool, "--name", f"{pool}-test"]
-    with process(args, env, home / f"worker-{pool}.log", home) as proc:
+    name = name or f"{pool}-test"
+    args = [*PREFECT, "worker", "start", "--pool", pool, "--name", name]
+    if limit is not None:
+        args += ["--limit", str(limit)]
+    with process(args, env, home / f"worker-{name}.log", home) as proc:
         yield proc
 
 

@@ -173,7 +173,7 @@ def test_deployments_carry_pools_env_schedules_and_a_described_form(sqlite_stack
         with get_client(sync_client=True) as client:
             flows = {f.id: f.name for f in client.read_flows()}
             by_name = {f"{flows[d.flow_id]}/{d.name}": d for d in client.read_deployments()}
-    flow_names = ("warm-cache", "transcribe", "subtitle", "inbox")
+    flow_names = ("warm-cache", "transcribe", "subtitle", "inbox", "inbox-batch")
     assert set(by_name) == {f"{f}/{p}" for f in flow_names for p in PROFILES}
     for name, d in by_name.items():
         flow_name, profile = name.split("/")
@@ -184,6 +184,7 @@ def test_deployments_carry_pools_env_schedules_and_a_described_form(sqlite_stack
         else:  # inference never does
             assert d.work_pool_name == profile and env["HF_HUB_OFFLINE"] == "1"
     assert by_name["warm-cache/cuda"].schedules and by_name["inbox/cpu"].schedules
+    assert not by_name["inbox-batch/cpu"].schedules  # started by inbox runs only
     for ui in ("transcribe/cpu", "subtitle/cpu"):
         form = by_name[ui].parameter_openapi_schema["properties"]
         assert all(p.get("description") for p in form.values()), (ui, form)
