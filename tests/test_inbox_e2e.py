@@ -56,6 +56,12 @@ def read_ledger(out: Path) -> dict[str, dict]:
         return {}
 
 
+def rows(artifact) -> list[dict]:
+    """A table artifact's rows (the API returns its data as JSON text)."""
+    data = artifact.data
+    return json.loads(data) if isinstance(data, str) else data
+
+
 def test_three_workers_drain_one_inbox_each_file_once_and_survive_a_killed_worker(
     warm_store, tmp_path
 ):
@@ -157,7 +163,7 @@ def test_three_workers_drain_one_inbox_each_file_once_and_survive_a_killed_worke
     # Exactly once: each file is "done" in the table of exactly one completed batch run.
     state = {str(r.id): r.state_type.value for r in runs}
     done_rows = [
-        (row, str(t.flow_run_id)) for t in tables for row in t.data if row["outcome"] == "done"
+        (row, str(t.flow_run_id)) for t in tables for row in rows(t) if row["outcome"] == "done"
     ]
     assert Counter(row["file"] for row, _ in done_rows) == Counter(names)
     assert {state[run] for _, run in done_rows} == {"COMPLETED"}
@@ -173,7 +179,7 @@ def test_three_workers_drain_one_inbox_each_file_once_and_survive_a_killed_worke
     redone = by_name[killed["file"]]
     assert redone["batch_run"] != killed["batch_run"]
     assert redone["worker_pid"] != killed["worker_pid"]
-    notes = [row["note"] for t in inbox_tables for row in t.data]
+    notes = [row["note"] for t in inbox_tables for row in rows(t)]
     assert any(f"the claim of batch run {killed['batch_run']} lapsed" in n for n in notes), notes
 
     # The files spread over the workers: the two that lived did some each.
