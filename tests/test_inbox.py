@@ -12,8 +12,9 @@ from test_store_faults import can_mount, mount
 
 from conftest import SAMPLE
 from flows.inbox import inbox
+from profiles import load_profile
 from tasks.inbox import LEDGER_NAME, InboxBusy, Ledger, locked_ledger, pending_files
-from voxflow.errors import ModelNotWarmed, OutputFull
+from voxflow.errors import BadInput, ModelNotWarmed, OutputFull
 
 
 def test_pending_files_skip_hidden_fresh_and_duplicate_content(tmp_path):
@@ -124,3 +125,38 @@ def test_a_full_output_disk_fails_the_run_and_leaves_the_file_in_the_inbox(warm_
         assert done == {"done": ["talk.mp4"], "quarantined": [], "queued": []}
     finally:
         subprocess.run(["umount", str(out)], check=True)
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_a_batch_loads_each_model_once_for_all_its_files_and_releases_them(warm_store, tmp_path):
+    from tasks.registry import POOL
+
+    box, out = tmp_path / "inbox", tmp_path / "out"
+    box.mkdir()
+    for i, suffix in enumerate((".m4a", ".wav", ".mp3")):  # three contents, three containers
+        subprocess.run(
+            ["ffmpeg", "-v", "error", "-ss", str(3 * i), "-t", "6", "-i", str(SAMPLE), "-vn",
+             str(box / f"part {i}{suffix}")],
+            check=True, timeout=60,
+        )  # fmt: skip
+    POOL.release()  # whatever earlier tests of this process left loaded
+    before = len(POOL.loads)
+
+    done = inbox(
+        str(box), profile="cpu", output_dir=str(out), store=warm_store.root, min_age_s=0,
+        batch_size=3,
+    )  # fmt: skip
+
+    assert len(done["done"]) == 3
+    loaded = POOL.loads[before:]
+    model_stages = [s.stage for s in load_profile("cpu").enabled_stages() if s.model]
+    assert sorted(name.split(":")[0] for name in loaded) == sorted(model_stages)
+    assert len(POOL) == 0  # released when the batch ended
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_bad_batch_settings_are_refused_before_any_file_is_claimed(tmp_path):
+    (tmp_path / "talk.mp4").write_bytes(SAMPLE.read_bytes())
+    with pytest.raises(BadInput, match="batch_size >= 1"):
+        inbox(str(tmp_path), profile="cpu", output_dir=str(tmp_path / "out"), batch_size=0)
+    assert not (tmp_path / "out" / LEDGER_NAME).exists()
