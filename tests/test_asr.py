@@ -3,6 +3,7 @@ picks backends by name and refuses bad profiles helpfully."""
 
 from __future__ import annotations
 
+import wave
 from pathlib import Path
 
 import jiwer
@@ -12,8 +13,8 @@ import pytest
 from conftest import SPEECH_TEXT, normalise
 from profiles import StageSpec, load_catalog
 from tasks.asr import AsrBackend, decode_windows, group_spans, speech_language, split_long_spans
-from tasks.asr.faster_whisper import FasterWhisperAsr, FasterWhisperOptions
-from tasks.extract import SAMPLE_RATE, extract_audio, load_wav
+from tasks.asr.faster_whisper import FasterWhisperAsr, FasterWhisperOptions, stretches
+from tasks.extract import SAMPLE_RATE, Wav, extract_audio, load_wav
 from tasks.registry import backend_class, load_backend, parse_options
 from tasks.transcript import SpeechSpan, Transcript
 from voxflow.errors import BackendUnavailable, BadInput, ProfileError
@@ -256,3 +257,52 @@ def test_the_same_stage_loads_its_model_once(cpu_profile, warm_store, asr):
 
     assert load_backend(spec, path) is asr
     assert load_backend(spec, path) is asr
+
+
+# -- long recordings, a stretch at a time --------------------------------------------------------
+
+
+def test_windows_are_grouped_into_stretches_of_at_most_ten_minutes():
+    windows = [SpeechSpan(0, 20), SpeechSpan(300, 330), SpeechSpan(590, 600), SpeechSpan(601, 610)]
+    assert stretches(windows) == [windows[:3], windows[3:]]
+    assert stretches([]) == []
+
+
+def test_a_long_recording_is_read_a_stretch_at_a_time_and_timed_from_its_start(
+    asr, speech, tmp_path
+):
+    later = 700.0  # the same speech again, past the first stretch
+    seconds = len(speech) / SAMPLE_RATE
+    audio = np.zeros(int((later + seconds + 1) * SAMPLE_RATE), dtype=np.float32)
+    audio[: len(speech)] = speech
+    audio[int(later * SAMPLE_RATE) : int(later * SAMPLE_RATE) + len(speech)] = speech
+    path = tmp_path / "long.wav"
+    with wave.open(str(path), "wb") as f:
+        f.setnchannels(1), f.setsampwidth(2), f.setframerate(SAMPLE_RATE)
+        f.writeframes((audio * 32767).astype(np.int16).tobytes())
+    wav = ReadCountingWav(path)
+
+    transcript = asr.transcribe(
+        wav, [SpeechSpan(0.0, seconds), SpeechSpan(later, later + seconds)], language=None
+    )
+
+    first = [s for s in transcript.segments if s.end <= seconds + 0.1]
+    second = [s for s in transcript.segments if s.start >= later - 0.1]
+    assert len(first) + len(second) == len(transcript.segments)
+    assert normalise(" ".join(s.text for s in second)) == normalise(" ".join(s.text for s in first))
+    assert all(later <= w.start for s in second for w in s.words)
+    assert transcript.language == "en" and transcript.duration == pytest.approx(len(audio) / 16e3)
+    assert max(wav.reads) < 60 * SAMPLE_RATE  # never more than a stretch of speech at once
+
+
+class ReadCountingWav(Wav):
+    """A :class:`Wav` that notes how many samples each read asked for."""
+
+    def __init__(self, path) -> None:
+        super().__init__(path)
+        self.reads: list[int] = []
+
+    def __getitem__(self, where: slice) -> np.ndarray:
+        out = super().__getitem__(where)
+        self.reads.append(len(out))
+        return out

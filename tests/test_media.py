@@ -10,7 +10,8 @@ import av
 import numpy as np
 import pytest
 
-from tasks.extract import SAMPLE_RATE, content_hash, extract_audio, load_wav
+from conftest import SAMPLE
+from tasks.extract import SAMPLE_RATE, Wav, content_hash, extract_audio, load_wav
 from voxflow.errors import BadInput, MediaNotFound, NoAudioStream, NotMedia
 
 SECONDS = 2.0
@@ -237,3 +238,17 @@ def test_an_empty_file_is_not_media_and_says_so(tmp_path):
         NotMedia, match=r"talk.mp4 is not a media file .*\(the file is empty: 0 bytes\)"
     ):
         extract_audio(empty, tmp_path / "audio.wav")
+
+
+def test_a_wav_is_read_only_where_it_is_sliced(tmp_path):
+    path = extract_audio(SAMPLE, tmp_path / "sample.wav").path
+    whole = load_wav(path)
+    wav = Wav(path)
+
+    assert len(wav) == len(whole)
+    np.testing.assert_array_equal(wav[16_000:48_000], whole[16_000:48_000])
+    np.testing.assert_array_equal(wav[-100:], whole[-100:])
+    assert wav[len(whole) + 5 : len(whole) + 9].size == 0
+    np.testing.assert_array_equal(np.asarray(wav, dtype=np.float32), whole)
+    with pytest.raises(ValueError, match="contiguous"):
+        wav[::2]

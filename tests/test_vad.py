@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import wave
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from profiles import load_catalog
-from tasks.extract import SAMPLE_RATE, extract_audio, load_wav
+from tasks.extract import SAMPLE_RATE, Wav, extract_audio, load_wav
 from tasks.transcript import SpeechSpan
-from tasks.vad.silero import WINDOW, SileroOptions, SileroVad, spans_from_probabilities
+from tasks.vad.silero import CONTEXT, WINDOW, SileroOptions, SileroVad, spans_from_probabilities
 from voxflow.errors import ProfileError
 
 FRAME_S = WINDOW / SAMPLE_RATE  # one Silero frame is 32 ms
@@ -184,3 +185,38 @@ def test_speech_spans_are_seconds_on_the_frame_grid(vad, padded_speech):
 
     assert all(isinstance(s, SpeechSpan) for s in spans)
     assert all(round(s.start / FRAME_S, 6).is_integer() for s in spans)
+
+
+def test_a_recording_longer_than_one_block_is_read_a_block_at_a_time_with_the_same_result(
+    vad, padded_speech, tmp_path
+):
+    """Streaming carries the LSTM state and each frame's context across blocks: the
+    probabilities are those of the whole signal in one piece."""
+    rng = np.random.default_rng(1)
+    audio = (0.01 * rng.standard_normal(int(400 * SAMPLE_RATE))).astype(np.float32)
+    for at in (10, 314, 390):  # speech from 317 s, across the first block's end (320 s)
+        start = int(at * SAMPLE_RATE)
+        audio[start : start + len(padded_speech)] += padded_speech[: len(audio) - start]
+    path = tmp_path / "long.wav"
+    with wave.open(str(path), "wb") as f:
+        f.setnchannels(1), f.setsampwidth(2), f.setframerate(SAMPLE_RATE)
+        f.writeframes((np.clip(audio, -1, 1) * 32767).astype(np.int16).tobytes())
+    samples = load_wav(path)
+
+    # The whole signal at once, framed as Silero v6 frames it.
+    padded = np.pad(samples, (0, (-len(samples)) % WINDOW or WINDOW)).reshape(-1, WINDOW)
+    context = np.zeros((len(padded), CONTEXT), dtype=np.float32)
+    context[1:] = padded[:-1, -CONTEXT:]
+    batch = np.concatenate([context, padded], axis=1)
+    h = c = np.zeros((1, 1, 128), dtype=np.float32)
+    whole = []
+    for i in range(0, len(batch), 10_000):
+        p, h, c = vad._run(batch[i : i + 10_000], h, c)
+        whole.append(np.asarray(p).reshape(-1))
+
+    streamed = vad.probabilities(Wav(path))
+
+    np.testing.assert_allclose(streamed, np.concatenate(whole), atol=1e-6)
+    spans = vad.speech_spans(Wav(path), SAMPLE_RATE)
+    assert vad.speech_spans(samples, SAMPLE_RATE) == spans
+    assert any(s.start < 320 < s.end for s in spans), "the speech over the block's end is one span"

@@ -37,7 +37,11 @@ class AsrBackend(Backend):
     def transcribe(
         self, audio: np.ndarray, spans: list[SpeechSpan], language: str | None
     ) -> Transcript:
-        """Transcribe 16 kHz float32 audio, looking only at the given speech spans."""
+        """Transcribe 16 kHz float32 audio, looking only at the given speech spans.
+
+        ``audio`` may be a :class:`tasks.extract.Wav`, which reads only the slices taken of
+        it: a backend slices out what it decodes, so a long recording is never read whole.
+        """
 
     def self_check(self) -> str:
         transcript = self.transcribe(test_audio(), [SpeechSpan(0.0, 1.0)], None)

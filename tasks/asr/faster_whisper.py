@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from tasks.asr import AsrBackend, check_language, decode_windows, split_sentences
+from tasks.extract import SAMPLE_RATE, Wav
 from tasks.transcript import Segment, SpeechSpan, Transcript, Word
 
 log = logging.getLogger(__name__)
@@ -56,21 +57,45 @@ class FasterWhisperAsr(AsrBackend):
         self.pipeline = BatchedInferencePipeline(self.model) if options.batch_size > 1 else None
 
     def transcribe(
-        self, audio: np.ndarray, spans: list[SpeechSpan], language: str | None
+        self, audio: np.ndarray | Wav, spans: list[SpeechSpan], language: str | None
     ) -> Transcript:
-        """Transcribe the speech windows of 16 kHz audio.
+        """Transcribe the speech windows of 16 kHz audio, a stretch of at most
+        :data:`STRETCH_S` at a time, so a long recording is never read whole.
+
+        The first stretch's language, when none is given, holds for the rest.
 
         Raises:
             BadInput: A language other than English was asked of an English-only model.
         """
-        duration = len(audio) / 16_000
+        duration = len(audio) / SAMPLE_RATE
         check_language(self.model_path, self.model.model.is_multilingual, language)
         if not spans:
             return Transcript(language=language or "en", duration=duration)
-        windows = decode_windows(audio, spans)
+        out: list[Segment] = []
+        next_report = 0.0
+        for windows in stretches(decode_windows(audio, spans)):
+            lo = int(windows[0].start * SAMPLE_RATE)
+            hi = min(len(audio), int(np.ceil(windows[-1].end * SAMPLE_RATE)))
+            offset = lo / SAMPLE_RATE
+            segments, info = self._decode(
+                np.asarray(audio[lo:hi], dtype=np.float32),
+                [SpeechSpan(w.start - offset, w.end - offset) for w in windows],
+                language,
+            )
+            for seg in segments:
+                out.extend(split_sentences(_segment(seg, offset)))
+                if seg.end + offset >= next_report:
+                    log.info("asr: %.0f / %.0f s", min(seg.end + offset, duration), duration)
+                    next_report = seg.end + offset + max(30.0, duration / 10)
+            language = language or info.language
+        out.sort(key=lambda s: s.start)
+        return Transcript(language=language, duration=duration, segments=tuple(out))
+
+    def _decode(self, audio: np.ndarray, windows: list[SpeechSpan], language: str | None):
+        """faster-whisper's segments (a generator) and info for these windows of ``audio``."""
         opts = self.options
         if self.pipeline is not None:
-            segments, info = self.pipeline.transcribe(
+            return self.pipeline.transcribe(
                 audio,
                 language=language,
                 beam_size=opts.beam_size,
@@ -78,39 +103,45 @@ class FasterWhisperAsr(AsrBackend):
                 clip_timestamps=[{"start": w.start, "end": w.end} for w in windows],
                 batch_size=opts.batch_size,
             )
+        return self.model.transcribe(
+            audio,
+            language=language,
+            beam_size=opts.beam_size,
+            word_timestamps=opts.word_timestamps,
+            clip_timestamps=[t for w in windows for t in (w.start, w.end)],
+            vad_filter=False,
+        )
+
+
+STRETCH_S = 600.0
+"""The most audio, first window's start to last window's end, decoded in one call."""
+
+
+def stretches(windows: list[SpeechSpan], limit: float = STRETCH_S) -> list[list[SpeechSpan]]:
+    """Consecutive windows grouped so that each group spans at most ``limit`` seconds."""
+    groups: list[list[SpeechSpan]] = []
+    for w in windows:
+        if groups and w.end - groups[-1][0].start <= limit:
+            groups[-1].append(w)
         else:
-            segments, info = self.model.transcribe(
-                audio,
-                language=language,
-                beam_size=opts.beam_size,
-                word_timestamps=opts.word_timestamps,
-                clip_timestamps=[t for w in windows for t in (w.start, w.end)],
-                vad_filter=False,
-            )
-        out: list[Segment] = []
-        next_report = 0.0
-        for seg in segments:
-            out.extend(split_sentences(_segment(seg)))
-            if seg.end >= next_report:
-                log.info("asr: %.0f / %.0f s", min(seg.end, duration), duration)
-                next_report = seg.end + max(30.0, duration / 10)
-        out.sort(key=lambda s: s.start)
-        return Transcript(language=info.language, duration=duration, segments=tuple(out))
+            groups.append([w])
+    return groups
 
 
-def _segment(seg) -> Segment:
+def _segment(seg, offset: float = 0.0) -> Segment:
+    """voxflow's segment for a faster-whisper segment of audio that began ``offset`` s in."""
     words = tuple(
         Word(
-            start=round(w.start, 3),
-            end=round(w.end, 3),
+            start=round(w.start + offset, 3),
+            end=round(w.end + offset, 3),
             text=w.word,
             probability=round(float(w.probability), 4),
         )
         for w in (seg.words or ())
     )
     return Segment(
-        start=round(seg.start, 3),
-        end=round(seg.end, 3),
+        start=round(seg.start + offset, 3),
+        end=round(seg.end + offset, 3),
         text=seg.text.strip(),
         words=words,
         avg_logprob=round(float(seg.avg_logprob), 4),

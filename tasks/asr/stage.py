@@ -10,7 +10,7 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from profiles import StageSpec
-from tasks.extract import load_wav
+from tasks.extract import Wav
 from tasks.job import Job, StageResult, run_stage
 from tasks.transcript import SpeechSpan, Transcript
 from tasks.volume.preflight import ReadyStage
@@ -35,7 +35,7 @@ def recognise(
         if not spans:
             log.warning("no speech found in %s: the transcript will be empty", Path(job.media).name)
         backend = ready.load(spec)
-        result = backend.transcribe(load_wav(audio.result["path"]), spans, language)
+        result = backend.transcribe(Wav(audio.result["path"]), spans, language)
         transcript = Transcript(
             language=result.language,
             duration=result.duration,

@@ -1,7 +1,8 @@
 """extract: any container ffmpeg reads -> 16 kHz mono 16-bit WAV in the job directory.
 
 Decoding streams frame by frame through PyAV's resampler, so memory stays bounded however long
-the input is. The WAV is written under a temporary name and renamed when complete.
+the input is. The WAV is written under a temporary name and renamed when complete. Later stages
+read it through :class:`Wav`, a window at a time, so a long recording is never held whole.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 import wave
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -134,13 +136,48 @@ def extract_audio(
     return info
 
 
+class Wav:
+    """A 16 kHz mono 16-bit WAV (as :func:`extract_audio` writes it), read only where sliced.
+
+    ``len(wav)`` is its length in samples; ``wav[a:b]`` reads those samples as float32 in
+    [-1, 1]; ``np.asarray(wav)`` reads it all (for the backends that need the whole signal).
+
+    Raises:
+        ValueError: The file is not 16 kHz mono 16-bit PCM.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = str(path)
+        with wave.open(self.path, "rb") as f:
+            if f.getframerate() != SAMPLE_RATE or f.getnchannels() != 1 or f.getsampwidth() != 2:
+                raise ValueError(
+                    f"{path}: expected 16 kHz mono 16-bit PCM, found {f.getframerate()} Hz, "
+                    f"{f.getnchannels()} channel(s), {8 * f.getsampwidth()}-bit"
+                )
+            self.frames = f.getnframes()
+
+    def __len__(self) -> int:
+        return self.frames
+
+    def __getitem__(self, where: slice) -> np.ndarray:
+        if not isinstance(where, slice):
+            raise TypeError(f"a Wav is read by slices, not by {type(where).__name__}")
+        start, stop, step = where.indices(self.frames)
+        if step != 1:
+            raise ValueError("a Wav is read by contiguous slices")
+        if stop <= start:
+            return np.zeros(0, dtype=np.float32)
+        with wave.open(self.path, "rb") as f:
+            f.setpos(start)
+            raw = f.readframes(stop - start)
+        return np.frombuffer(raw, dtype=np.int16).astype(np.float32) / 32768.0
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        whole = self[:]
+        return whole if dtype is None else whole.astype(dtype, copy=False)
+
+
 def load_wav(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read a 16 kHz mono 16-bit WAV (as written by :func:`extract_audio`) as float32 in [-1, 1]."""
-    with wave.open(str(path), "rb") as f:
-        if f.getframerate() != SAMPLE_RATE or f.getnchannels() != 1 or f.getsampwidth() != 2:
-            raise ValueError(
-                f"{path}: expected 16 kHz mono 16-bit PCM, found {f.getframerate()} Hz, "
-                f"{f.getnchannels()} channel(s), {8 * f.getsampwidth()}-bit"
-            )
-        raw = f.readframes(f.getnframes())
-    return np.frombuffer(raw, dtype=np.int16).astype(np.float32) / 32768.0
+    """Read a 16 kHz mono 16-bit WAV (as written by :func:`extract_audio`) as float32 in [-1, 1],
+    all of it (:class:`Wav` reads a window at a time)."""
+    return Wav(path)[:]

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tasks.extract import Wav
 from tasks.transcript import SpeechSpan
 from tasks.vad import VadBackend
 from voxflow.errors import BackendUnavailable, ProfileError
@@ -102,33 +103,39 @@ class SileroVad(VadBackend):
         else:
             self._run = _onnxruntime_runner(path)
 
-    def probabilities(self, audio: np.ndarray) -> np.ndarray:
-        """Speech probability of each 32 ms frame.
+    def probabilities(self, audio: np.ndarray | Wav) -> np.ndarray:
+        """Speech probability of each 32 ms frame, reading the audio a block at a time.
 
         Each frame is given the last CONTEXT samples of the frame before it (zeros before the
         first), and the LSTM state runs on from one call to the next, as Silero v6 expects.
+        The end is padded with zeros to a whole frame (a whole frame of zeros when it ends on
+        one).
         """
-        audio = np.asarray(audio, dtype=np.float32)
-        padded = np.pad(audio, (0, (-len(audio)) % WINDOW or WINDOW))
-        frames = padded.reshape(-1, WINDOW)
-        context = np.zeros((len(frames), CONTEXT), dtype=np.float32)
-        context[1:] = frames[:-1, -CONTEXT:]
-        batch = np.concatenate([context, frames], axis=1)
+        frames = len(audio) // WINDOW + 1
+        block = WINDOW * _FRAMES_PER_CALL
         h = np.zeros((1, 1, 128), dtype=np.float32)
         c = np.zeros((1, 1, 128), dtype=np.float32)
+        before = np.zeros(CONTEXT, dtype=np.float32)
         out = []
-        for i in range(0, len(batch), _FRAMES_PER_CALL):
-            probs, h, c = self._run(batch[i : i + _FRAMES_PER_CALL], h, c)
+        for start in range(0, frames * WINDOW, block):
+            want = min(block, frames * WINDOW - start)
+            chunk = np.asarray(audio[start : start + want], dtype=np.float32)
+            chunk = np.pad(chunk, (0, want - len(chunk))).reshape(-1, WINDOW)
+            context = np.empty((len(chunk), CONTEXT), dtype=np.float32)
+            context[0] = before
+            context[1:] = chunk[:-1, -CONTEXT:]
+            before = chunk[-1, -CONTEXT:].copy()
+            probs, h, c = self._run(np.concatenate([context, chunk], axis=1), h, c)
             out.append(np.asarray(probs).reshape(-1))
         return np.concatenate(out)
 
-    def speech_spans(self, audio: np.ndarray, sample_rate: int) -> list[SpeechSpan]:
-        """Speech spans of 16 kHz audio, in seconds."""
+    def speech_spans(self, audio: np.ndarray | Wav, sample_rate: int) -> list[SpeechSpan]:
+        """Speech spans of 16 kHz audio, in seconds (a :class:`Wav` is read a block at a
+        time)."""
         if sample_rate != 16_000:
             raise ValueError(f"Silero VAD expects 16 kHz audio, found {sample_rate} Hz")
         if len(audio) == 0:
             return []
-        audio = np.asarray(audio, dtype=np.float32)
         frames = spans_from_probabilities(self.probabilities(audio), self.options)
         duration = len(audio) / sample_rate
         frame_s = WINDOW / sample_rate

@@ -10,7 +10,7 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from profiles import StageSpec
-from tasks.extract import SAMPLE_RATE, load_wav
+from tasks.extract import SAMPLE_RATE, Wav
 from tasks.job import Job, StageResult, run_stage
 from tasks.volume.preflight import ReadyStage
 from voxflow.atomic import write_json
@@ -24,7 +24,7 @@ def detect_speech(job: Job, spec: StageSpec, ready: ReadyStage, audio: StageResu
 
     def compute() -> dict[str, Any]:
         backend = ready.load(spec)
-        spans = backend.speech_spans(load_wav(audio.result["path"]), SAMPLE_RATE)
+        spans = backend.speech_spans(Wav(audio.result["path"]), SAMPLE_RATE)
         path = job.records / "speech.json"
         write_json(path, [asdict(s) for s in spans])
         speech = round(sum(s.end - s.start for s in spans), 3)
