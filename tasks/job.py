@@ -35,6 +35,7 @@ from tasks.extract import check_media_path, content_hash
 from voxflow import __version__
 from voxflow.atomic import write_json
 from voxflow.errors import OutputFull
+from voxflow.memory import peak_memory
 
 if TYPE_CHECKING:
     from profiles import Profile
@@ -117,6 +118,8 @@ class StageResult:
     result: dict[str, Any]
     seconds: float
     cached: bool
+    peak_mib: float = 0.0
+    """The process's peak resident memory while the stage ran (MiB; as recorded, if cached)."""
 
 
 def run_stage(
@@ -150,9 +153,10 @@ def run_stage(
             record = {}
         if record.get("key") == key and all(Path(p).exists() for p in outputs(record["result"])):
             log.info("%s: cached (key %s), skipping", stage, key)
-            return StageResult(stage, key, record["result"], record["seconds"], cached=True)
+            peak = record.get("peak_mib", 0.0)
+            return StageResult(stage, key, record["result"], record["seconds"], True, peak)
     started = time.perf_counter()
-    with room_for(job, f"the {stage} stage"):
+    with room_for(job, f"the {stage} stage"), peak_memory() as peak:
         result = compute()
     seconds = round(time.perf_counter() - started, 3)
     record = {
@@ -162,11 +166,12 @@ def run_stage(
         "upstream": upstream,
         "result": result,
         "seconds": seconds,
+        "peak_mib": peak.mib,
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     save_json(job, record_file, record, f"the {stage} stage's record")
-    log.info("%s: done in %.2f s", stage, seconds)
-    return StageResult(stage, key, result, seconds, cached=False)
+    log.info("%s: done in %.2f s (peak %.0f MiB)", stage, seconds, peak.mib)
+    return StageResult(stage, key, result, seconds, cached=False, peak_mib=peak.mib)
 
 
 def save_json(job: Job, path: Path, record: dict[str, Any], doing: str) -> None:
@@ -238,7 +243,13 @@ def write_run_record(
             for name, r in ready.items()
         },
         "stages": {
-            s.stage: {"seconds": s.seconds, "cached": s.cached, "key": s.key} for s in stages
+            s.stage: {
+                "seconds": s.seconds,
+                "cached": s.cached,
+                "peak_mib": s.peak_mib,
+                "key": s.key,
+            }
+            for s in stages
         },
         "audio_seconds": round(duration, 3),
         "stage_seconds": round(work, 3),
