@@ -21,6 +21,7 @@ COPY tasks tasks
 COPY blocks blocks
 COPY profiles profiles
 COPY prefect.yaml ./
+COPY examples/sample.mp4 examples/sample.mp4
 RUN pip install --no-cache-dir --no-deps -e . && useradd --uid 1000 --create-home voxflow \
     && mkdir -p /models /data/output /data/inbox && chown voxflow /data/output /data/inbox
 USER voxflow

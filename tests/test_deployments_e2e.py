@@ -149,6 +149,15 @@ def test_deploy_all_then_warm_and_transcribe_through_the_api_on_sqlite(transcrib
     assert transcribed_run
 
 
+def test_the_nightly_self_test_runs_on_a_worker_and_writes_its_table(sqlite_stack, transcribed_run):
+    run = sqlite_stack.run("self-test/cpu")
+    assert run.state.is_completed(), run.state
+    table = sqlite_stack.artifacts(run.id)["self-test-cpu"]
+    rows = json.loads(table.data) if isinstance(table.data, str) else table.data
+    assert {r["stage"] for r in rows} >= {"extract", "vad", "asr"}
+    assert all(r["rtf"] > 0 and r["peak_mib"] > 0 for r in rows), rows
+
+
 def test_the_ui_shows_the_transcript_preview_of_a_flow_run(sqlite_stack, transcribed_run):
     """Headless Chromium (Debian's, never downloaded) on the server's own UI."""
     from browser import chromium
@@ -173,7 +182,7 @@ def test_deployments_carry_pools_env_schedules_and_a_described_form(sqlite_stack
         with get_client(sync_client=True) as client:
             flows = {f.id: f.name for f in client.read_flows()}
             by_name = {f"{flows[d.flow_id]}/{d.name}": d for d in client.read_deployments()}
-    flow_names = ("warm-cache", "transcribe", "subtitle", "inbox", "inbox-batch")
+    flow_names = ("warm-cache", "transcribe", "subtitle", "inbox", "inbox-batch", "self-test")
     assert set(by_name) == {f"{f}/{p}" for f in flow_names for p in PROFILES}
     for name, d in by_name.items():
         flow_name, profile = name.split("/")
@@ -185,6 +194,7 @@ def test_deployments_carry_pools_env_schedules_and_a_described_form(sqlite_stack
             assert d.work_pool_name == profile and env["HF_HUB_OFFLINE"] == "1"
     assert by_name["warm-cache/cuda"].schedules and by_name["inbox/cpu"].schedules
     assert not by_name["inbox-batch/cpu"].schedules  # started by inbox runs only
+    assert by_name["self-test/cuda"].schedules
     for ui in ("transcribe/cpu", "subtitle/cpu"):
         form = by_name[ui].parameter_openapi_schema["properties"]
         assert all(p.get("description") for p in form.values()), (ui, form)
