@@ -28,7 +28,7 @@ from prefect.runtime import deployment, flow_run
 from flows.request import OnColdCache, TranscribeRequest
 from flows.runtime import ready_or_warm, under_deployment
 from flows.transcribe import transcribe_job
-from profiles import resolve_profile
+from profiles import load_profile, resolve_profile
 from tasks.inbox import (
     CLAIMED,
     DONE,
@@ -159,7 +159,7 @@ def inbox(
             for name in done:
                 rows[name] |= {"batch run": "subflow", "outcome": status}
     create_table_artifact(
-        key=f"inbox-{chosen_name}",
+        key=f"inbox-{load_profile(chosen_name).name}",
         table=list(rows.values()),
         description=f"inbox {folder}: {len(rows)} claimed in {len(batches)} batch(es) by "
         f"{this_run()}",
@@ -309,7 +309,7 @@ def inbox_batch(
             rows.append({"file": item.path.name, "outcome": status, **here,
                          "detail": details.get("error", "")})  # fmt: skip
     create_table_artifact(
-        key=f"inbox-batch-{profile}",
+        key=f"inbox-batch-{load_profile(profile).name}",
         table=rows,
         description=f"inbox batch {claim[:8]} of {inbox_run}: {len(summary[DONE])} done, "
         f"{len(summary[QUARANTINED])} quarantined on {here['host']} (worker pid "

@@ -75,13 +75,17 @@ def wait_for(url: str, proc: subprocess.Popen, log: Path, timeout: float = 120) 
 
 
 @contextmanager
-def prefect_server(home: Path, env: dict[str, str]) -> Iterator[tuple[str, dict[str, str]]]:
-    """`prefect server start` on a free loopback port; yields (API URL, env for clients).
+def prefect_server(
+    home: Path, env: dict[str, str], port: int | None = None
+) -> Iterator[tuple[str, dict[str, str]]]:
+    """`prefect server start` on a loopback port (a free one unless given); yields (API URL,
+    env for clients).
 
-    ``env`` may carry ``PREFECT_API_DATABASE_CONNECTION_URL``; SQLite in ``home`` otherwise.
+    ``env`` may carry ``PREFECT_API_DATABASE_CONNECTION_URL``; SQLite in ``home`` otherwise, so
+    a server started again on the same home and port is the same server after a restart.
     The scheduler is off so the deployments' schedules add no runs while a test runs.
     """
-    port = free_port()
+    port = port or free_port()
     api = f"http://127.0.0.1:{port}/api"
     env = {
         **env,

@@ -306,3 +306,13 @@ class ReadCountingWav(Wav):
         out = super().__getitem__(where)
         self.reads.append(len(out))
         return out
+
+
+def test_speech_from_the_first_sample_to_past_the_last_is_decoded_not_refused(asr, speech):
+    """A VAD span rounded to the millisecond may end a fraction past the audio; with speech
+    from the very start, faster-whisper would count more speech than audio and stop."""
+    seconds = len(speech) / SAMPLE_RATE
+
+    transcript = asr.transcribe(speech, [SpeechSpan(0.0, round(seconds + 0.0004, 3))], None)
+
+    assert transcript.segments and transcript.segments[-1].end <= seconds + 0.05

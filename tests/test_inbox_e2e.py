@@ -26,7 +26,7 @@ from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from conftest import ROOT, SAMPLE, cli_env
-from servers import PREFECT, prefect_server, prefect_worker
+from servers import PREFECT, free_port, prefect_server, prefect_worker
 from tasks.inbox import LEDGER_NAME
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -75,16 +75,7 @@ def test_three_workers_drain_one_inbox_each_file_once_and_survive_a_killed_worke
             prefect_server(home, cli_env("http://127.0.0.1:9/api", guard))
         )
 
-        def prefect(*args: str, **extra: str) -> None:
-            done = subprocess.run([*PREFECT, *args], env={**env, **extra}, cwd=ROOT,
-                                  capture_output=True, text=True, timeout=180)  # fmt: skip
-            assert done.returncode == 0, f"prefect {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
-
-        prefect("work-pool", "create", "cpu", "--type", "process")
-        prefect(
-            "deploy", "--name", "inbox/cpu", "--name", "inbox-batch/cpu", "--no-prompt",
-            VOXFLOW_STORE=warm_store.root, VOXFLOW_INBOX=str(box), VOXFLOW_OUTPUT=str(out),
-        )  # fmt: skip
+        deploy(env, warm_store.root, box, out)
         worker_env = {**env, "VOXFLOW_HOME": str(ROOT)}
         workers = {
             proc.pid: proc
@@ -186,3 +177,65 @@ def test_three_workers_drain_one_inbox_each_file_once_and_survive_a_killed_worke
     done_by = Counter(e["worker_pid"] for e in ledger.values())
     assert set(done_by) == set(workers), done_by
     assert not guard.exists(), f"a process tried the network: {guard.read_text()}"
+
+
+def test_a_server_restart_in_the_middle_of_a_batch_loses_no_file_and_does_none_twice(
+    warm_store, tmp_path
+):
+    box, out, home = tmp_path / "inbox", tmp_path / "out", tmp_path / "prefect"
+    home.mkdir()
+    names = make_inbox(box, count=4)
+    base = cli_env("http://127.0.0.1:9/api", tmp_path / "netguard.log")
+    port = free_port()
+    parameters = {"min_age_s": 0, "batch_size": 1, "claim_ttl_s": 8}
+
+    with ExitStack() as stack:
+        first = ExitStack()
+        api, env = first.enter_context(prefect_server(home, base, port))
+        deploy(env, warm_store.root, box, out)
+        stack.enter_context(
+            prefect_worker("cpu", {**env, "VOXFLOW_HOME": str(ROOT)}, home, "w0", limit=1)
+        )
+        with temporary_settings(updates={PREFECT_API_URL: api}):
+            run_deployment("inbox/cpu", parameters=parameters, timeout=0)
+        deadline = time.monotonic() + 240
+        while not any(e.get("started") for e in read_ledger(out).values()):
+            assert time.monotonic() < deadline, "no batch started within 4 minutes"
+            time.sleep(0.1)
+        first.close()  # the server stops while a batch runs and three wait in its queue
+        time.sleep(3)
+        again, env = stack.enter_context(prefect_server(home, base, port))
+        assert again == api
+
+        deadline = time.monotonic() + 420
+        while not (
+            len(ledger := read_ledger(out)) == len(names)
+            and all(e["status"] == "done" for e in ledger.values())
+        ):
+            assert time.monotonic() < deadline, f"not every file was done: {ledger}"
+            time.sleep(9)
+            with temporary_settings(updates={PREFECT_API_URL: api}):
+                run_deployment("inbox/cpu", parameters=parameters, timeout=120, poll_interval=1)
+        with temporary_settings(updates={PREFECT_API_URL: api}):
+            with get_client(sync_client=True) as client:
+                tables = client.read_artifacts(
+                    artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["inbox-batch-cpu"]))
+                )
+
+    done_rows = [row["file"] for t in tables for row in rows(t) if row["outcome"] == "done"]
+    assert Counter(done_rows) <= Counter(names)  # none was done twice
+    assert sorted(e["file"] for e in read_ledger(out).values()) == sorted(names)
+    stems = Counter(p.name.rsplit("-", 1)[0] for p in out.iterdir() if p.is_dir())
+    assert set(stems.values()) == {1}, stems
+
+
+def deploy(env: dict[str, str], store: str, box: Path, out: Path) -> None:
+    """The cpu pool, and inbox/cpu and inbox-batch/cpu deployed to it from prefect.yaml."""
+    for args, extra in (
+        (["work-pool", "create", "cpu", "--type", "process"], {}),
+        (["deploy", "--name", "inbox/cpu", "--name", "inbox-batch/cpu", "--no-prompt"],
+         {"VOXFLOW_STORE": store, "VOXFLOW_INBOX": str(box), "VOXFLOW_OUTPUT": str(out)}),
+    ):  # fmt: skip
+        done = subprocess.run([*PREFECT, *args], env={**env, **extra}, cwd=ROOT,
+                              capture_output=True, text=True, timeout=180)  # fmt: skip
+        assert done.returncode == 0, f"prefect {' '.join(args)}:\n{done.stdout}\n{done.stderr}"

@@ -57,9 +57,11 @@ def decode_windows(
     (:func:`split_long_spans`), then neighbours are merged up to the window
     (:func:`group_spans`). Every backend decodes exactly these, so none drops speech past its
     decoder's 30 s (faster-whisper's batched pipeline would decode a longer clip's first 30 s
-    only).
+    only). Spans are first clipped to the audio.
     """
-    return group_spans(split_long_spans(audio, spans, window), window)
+    end = len(audio) / SAMPLE_RATE  # a span rounded to the millisecond may end past the audio
+    inside = [SpeechSpan(s.start, min(s.end, end)) for s in spans if s.start < end]
+    return group_spans(split_long_spans(audio, inside, window), window)
 
 
 def split_long_spans(

@@ -76,12 +76,13 @@ class FasterWhisperAsr(AsrBackend):
         for windows in stretches(decode_windows(audio, spans)):
             lo = int(windows[0].start * SAMPLE_RATE)
             hi = min(len(audio), int(np.ceil(windows[-1].end * SAMPLE_RATE)))
-            offset = lo / SAMPLE_RATE
+            offset, length = lo / SAMPLE_RATE, (hi - lo) / SAMPLE_RATE
             segments, info = self._decode(
                 np.asarray(audio[lo:hi], dtype=np.float32),
-                [SpeechSpan(w.start - offset, w.end - offset) for w in windows],
+                [SpeechSpan(max(w.start - offset, 0.0), min(w.end - offset, length))
+                 for w in windows],
                 language,
-            )
+            )  # fmt: skip
             for seg in segments:
                 out.extend(split_sentences(_segment(seg, offset)))
                 if seg.end + offset >= next_report:
