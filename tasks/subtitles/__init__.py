@@ -61,10 +61,15 @@ def format_timestamp(seconds: float, sep: str = ",") -> str:
     return f"{hours:02d}:{minutes:02d}:{secs:02d}{sep}{millis:03d}"
 
 
-def to_srt(transcript: Transcript, rules: RuleSet = _DEFAULT_RULES) -> str:
-    """Render SubRip: numbered cues, speaker as a ``"SPEAKER: "`` prefix on the first line."""
+def to_srt(
+    transcript: Transcript, rules: RuleSet = _DEFAULT_RULES, cues: list[Cue] | None = None
+) -> str:
+    """Render SubRip: numbered cues, speaker as a ``"SPEAKER: "`` prefix on the first line.
+
+    ``cues``, when given, are the transcript's cues under ``rules`` already laid out.
+    """
     blocks = []
-    for number, cue in enumerate(make_cues(transcript, rules), 1):
+    for number, cue in enumerate(cues or make_cues(transcript, rules), 1):
         lines = list(cue.lines)
         lines[0] = speaker_prefix(cue.speaker) + lines[0]
         times = f"{format_timestamp(cue.start)} --> {format_timestamp(cue.end)}"
@@ -72,13 +77,15 @@ def to_srt(transcript: Transcript, rules: RuleSet = _DEFAULT_RULES) -> str:
     return "\n".join(blocks)
 
 
-def to_vtt(transcript: Transcript, rules: RuleSet = _DEFAULT_RULES) -> str:
+def to_vtt(
+    transcript: Transcript, rules: RuleSet = _DEFAULT_RULES, cues: list[Cue] | None = None
+) -> str:
     """Render WebVTT: a ``WEBVTT`` header, speaker as a ``<v SPEAKER>`` voice tag.
 
     The cues are the same as SRT's (room for the speaker prefix included), so both files agree.
     """
     blocks = ["WEBVTT\n"]
-    for cue in make_cues(transcript, rules):
+    for cue in cues or make_cues(transcript, rules):
         lines = [_vtt_escape(line) for line in cue.lines]
         if cue.speaker:
             lines[0] = f"<v {_vtt_escape(cue.speaker)}>{lines[0]}"
@@ -151,6 +158,7 @@ def write_outputs(
     stem: str,
     formats: str | Iterable[str],
     rules: RuleSet = _DEFAULT_RULES,
+    cues: list[Cue] | None = None,
 ) -> dict[str, Path]:
     """Write ``<stem>.<fmt>`` in ``directory`` for each format, each file atomically.
 
@@ -160,6 +168,7 @@ def write_outputs(
         stem: File name without suffix.
         formats: Formats as :func:`parse_formats` accepts them.
         rules: The rule set the subtitle formats' cues keep.
+        cues: The cues under ``rules``, when already laid out (else laid out once, here).
 
     Returns:
         The written path for each format, in the order asked.
@@ -167,16 +176,19 @@ def write_outputs(
     Raises:
         BadInput: A format is unknown, or none was given.
     """
+    formats = parse_formats(formats)
+    if cues is None and {"srt", "vtt"} & set(formats):
+        cues = make_cues(transcript, rules)
     renderers: dict[str, Callable[[], str]] = {
-        "srt": lambda: to_srt(transcript, rules),
-        "vtt": lambda: to_vtt(transcript, rules),
+        "srt": lambda: to_srt(transcript, rules, cues),
+        "vtt": lambda: to_vtt(transcript, rules, cues),
         "json": lambda: to_json(transcript),
         "txt": lambda: to_txt(transcript),
     }
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     paths = {}
-    for fmt in parse_formats(formats):
+    for fmt in formats:
         path = directory / f"{stem}.{fmt}"
         write_text(path, renderers[fmt]())
         paths[fmt] = path

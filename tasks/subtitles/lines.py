@@ -11,7 +11,9 @@ bad only when a better one exists for the same words.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+from itertools import accumulate
 
 from tasks.subtitles.rules import RuleSet
 
@@ -25,6 +27,7 @@ ORPHAN = 10.0
 TOP_HEAVY = 2.0
 
 
+@lru_cache(maxsize=8192)
 def bare(word: str) -> str:
     """A word without surrounding punctuation, lower-cased (for the glue-word test)."""
     return word.strip().strip(SENTENCE_END + CLAUSE_END + CLOSERS + "\"'(«“‘-").lower()
@@ -92,35 +95,56 @@ def break_lines(words: Sequence[str], rules: RuleSet, prefix: int = 0) -> list[l
     words = tuple(words)
     if not words:
         return []
-    if len(words) == 1 or width(words, rules) + prefix <= rules.max_line_chars:
+    span = _spans(words, rules)
+    if len(words) == 1 or span(0, len(words)) + prefix <= rules.max_line_chars:
         return [list(words)]
 
     # The fewest lines that fit, then the best cut among layouts of that many lines.
     for count in range(2, rules.max_lines + 1):
-        layouts = _layouts(words, rules, prefix, count)
+        layouts = _layouts(len(words), span, rules.max_line_chars, prefix, count)
         if layouts:
-            cut = (_cut(words, cuts) for cuts in layouts)
-            return min(cut, key=lambda lines: layout_cost(lines, rules))
+            best = min(layouts, key=lambda cuts: _cuts_cost(words, cuts, span, rules))
+            return _cut(words, best)
     return None
 
 
+def _cuts_cost(
+    words: tuple[str, ...], cuts: tuple[int, ...], span: Callable[[int, int], int], rules: RuleSet
+) -> float:
+    """:func:`layout_cost` of the lines ``cuts`` makes of ``words``, without making them."""
+    edges = (0, *cuts, len(words))
+    total = sum(break_cost(words[c - 1], words[c], rules) for c in cuts)
+    if cuts:
+        if len(words) >= 3 and any(b - a == 1 for a, b in zip(edges, edges[1:], strict=False)):
+            total += ORPHAN
+        widths = [span(a, b) for a, b in zip(edges, edges[1:], strict=False)]
+        total += 6.0 * (max(widths) - min(widths)) / rules.max_line_chars
+        if len(widths) == 2 and widths[0] > widths[1]:
+            total += TOP_HEAVY
+    return total
+
+
+def _spans(words: tuple[str, ...], rules: RuleSet) -> Callable[[int, int], int]:
+    """``span(a, b)``: characters of ``words[a:b]`` on one line, from running sums."""
+    ends = list(accumulate((len(w) for w in words), initial=0))
+    joiner = len(rules.joiner)
+    return lambda a, b: ends[b] - ends[a] + joiner * (b - a - 1)
+
+
 def _layouts(
-    words: tuple[str, ...], rules: RuleSet, prefix: int, count: int
+    n: int, span: Callable[[int, int], int], limit: int, prefix: int, count: int
 ) -> list[tuple[int, ...]]:
-    """Every way to cut ``words`` into exactly ``count`` lines that fit (cuts as indices)."""
-    limit = rules.max_line_chars
+    """Every way to cut ``n`` words into exactly ``count`` lines that fit (cuts as indices)."""
     found: list[tuple[int, ...]] = []
 
     def walk(start: int, left: int, cuts: tuple[int, ...]) -> None:
         extra = prefix if start == 0 else 0
         if left == 1:
-            rest = words[start:]
-            if len(rest) == 1 or width(rest, rules) + extra <= limit:
+            if n - start == 1 or span(start, n) + extra <= limit:
                 found.append(cuts)
             return
-        for stop in range(start + 1, len(words) - left + 2):
-            line = words[start:stop]
-            if len(line) > 1 and width(line, rules) + extra > limit:
+        for stop in range(start + 1, n - left + 2):
+            if stop - start > 1 and span(start, stop) + extra > limit:
                 break
             walk(stop, left - 1, (*cuts, stop))
 

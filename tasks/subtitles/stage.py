@@ -37,9 +37,9 @@ def write_files(
     """Write one transcript's files as ``<stem>.<fmt>``, under the rule set of its language."""
     text = Transcript.load(Path(transcript.result["path"]))
     rules = rules_for_language(rules, text.language)
+    cues = make_cues(text, rules)  # once, for every format and the check
     with room_for(job, f"the {text.language} subtitles"):
-        paths = write_outputs(text, job.path, stem, formats, rules)
-    cues = make_cues(text, rules)
+        paths = write_outputs(text, job.path, stem, formats, rules, cues)
     check = summary(cues, lint(cues, rules), rules)
     if check["violations"]:
         log.info(
