@@ -6,6 +6,7 @@ Exit codes: 0 success, 1 the work failed, 2 bad usage or bad input.
 from __future__ import annotations
 
 import argparse
+import atexit
 import logging
 import os
 import sys
@@ -263,6 +264,8 @@ def _run_options(p: argparse.ArgumentParser, output: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``voxflow`` console script."""
     args = _parser().parse_args(argv)
+    if args.command in _FLOW_COMMANDS and argv is None:  # the process is this command's
+        atexit.register(_leave_without_teardown)
     for key, value in _PROCESS_ENV.items():
         # The warm is the one command that may reach the hub (hf:// sources).
         if not (key == "HF_HUB_OFFLINE" and args.command == "warm"):
@@ -287,6 +290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code = run(args)
         sys.stdout.flush()  # inside the try: a reader that left is noticed here
+        _LEAVING.append(code)
         return code
     except KeyboardInterrupt:
         sys.stderr.write("voxflow: interrupted; run the same command again to resume\n")
@@ -299,6 +303,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         sys.stderr.write(f"voxflow: error: {_explain(e)}\n")
         return e.exit_code if isinstance(e, VoxflowError) else 1
+
+
+_LEAVING: list[int] = []
+"""The exit code of a flow command that ended normally, for :func:`_leave_without_teardown`."""
+
+
+def _leave_without_teardown() -> None:
+    """After a flow command, end the process once every later exit handler has run, skipping
+    the interpreter's teardown of the loaded models (half a second after a short file).
+
+    It is registered before Prefect is imported, so Prefect's exit handlers run first, and
+    Prefect drains its log and event workers before any exit handler: nothing a run sends to
+    the server is lost.
+    """
+    if _LEAVING:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_LEAVING[-1])
 
 
 def _explain(error: Exception) -> str:
