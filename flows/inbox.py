@@ -126,14 +126,15 @@ def inbox(
     # Hashing new files takes a while: it reads the ledger as it is (written by renames) and
     # takes the lock only to claim, checking each file again.
     todo = pending_files(folder, Ledger.load(ledger_path), min_age_s, batch_run_state)
-    if not todo:
+    batches: dict[str, list[InboxFile]] = {}
+    rows: dict[str, dict[str, Any]] = {}
+    if todo:
+        # Problems of the machine or the volume fail the run before any file is claimed.
+        first = file_request(todo[0], chosen_name, output, store, language, formats).check()
+        ready_or_warm(first.profile, first.volume, on_cold_cache)
+        batches, rows = claim_batches(ledger_path, todo, batch_size, claim_ttl_s)
+    else:
         log.info("inbox %s: nothing new", folder)
-        return summary
-    # Problems of the machine or the volume fail the run before any file is claimed.
-    first = file_request(todo[0], chosen_name, output, store, language, formats).check()
-    ready_or_warm(first.profile, first.volume, on_cold_cache)
-
-    batches, rows = claim_batches(ledger_path, todo, batch_size, claim_ttl_s)
     shared = {
         "profile": chosen_name,
         "output_dir": str(output),
@@ -158,13 +159,42 @@ def inbox(
                 summary[status] += done
             for name in done:
                 rows[name] |= {"batch run": "subflow", "outcome": status}
-    create_table_artifact(
-        key=f"inbox-{load_profile(chosen_name).name}",
-        table=list(rows.values()),
-        description=f"inbox {folder}: {len(rows)} claimed in {len(batches)} batch(es) by "
-        f"{this_run()}",
-    )
+    for row in settled_outcomes(ledger_path):  # what batch runs finished since the last report
+        rows.setdefault(row["file"], row)
+    if rows:
+        create_table_artifact(
+            key=f"inbox-{load_profile(chosen_name).name}",
+            table=list(rows.values()),
+            description=f"inbox {folder}: {sum(map(len, batches.values()))} claimed in "
+            f"{len(batches)} batch(es) by {this_run()}; outcomes of earlier claims recorded "
+            "since the last inbox run",
+        )
     return summary
+
+
+def settled_outcomes(ledger_path: Path) -> list[dict[str, Any]]:
+    """Artifact rows for the files whose batch runs recorded an outcome since an inbox run
+    last reported; they are marked reported, so each outcome shows in one inbox artifact."""
+    rows = []
+    with locked_ledger(ledger_path) as ledger:
+        for sha, entry in ledger.entries.items():
+            if entry.get("status") not in (DONE, QUARANTINED) or entry.get("reported"):
+                continue
+            if "batch_run" not in entry:  # recorded before batches had runs: nothing to say
+                continue
+            entry["reported"] = True
+            where = f"{entry.get('host')} (worker pid {entry.get('worker_pid')})"
+            rows.append({
+                "file": entry["file"],
+                "sha256": sha[:12],
+                "claimed by": entry.get("claimed_by") or "",
+                "batch run": entry["batch_run"],
+                "outcome": entry["status"],
+                "note": entry.get("error") or f"on {where}",
+            })  # fmt: skip
+        if rows:
+            ledger.save()
+    return rows
 
 
 def file_request(

@@ -131,6 +131,7 @@ def test_three_workers_drain_one_inbox_each_file_once_and_survive_a_killed_worke
             pytest.fail(
                 f"not every file was done in time: {json.dumps(read_ledger(out), indent=1)}"
             )
+        tick()  # the next tick reports the outcomes recorded since the last one
 
         with temporary_settings(updates={PREFECT_API_URL: api}):
             with get_client(sync_client=True) as client:
@@ -170,7 +171,13 @@ def test_three_workers_drain_one_inbox_each_file_once_and_survive_a_killed_worke
     redone = by_name[killed["file"]]
     assert redone["batch_run"] != killed["batch_run"]
     assert redone["worker_pid"] != killed["worker_pid"]
-    notes = [row["note"] for t in inbox_tables for row in rows(t)]
+    inbox_rows = [row for t in inbox_tables for row in rows(t)]
+    reported = Counter(row["file"] for row in inbox_rows if row["outcome"] == "done")
+    assert reported == Counter(names)  # each outcome in one inbox run's artifact, with its run
+    assert {row["batch run"] for row in inbox_rows if row["outcome"] == "done"} <= {
+        run for _, run in done_rows
+    }
+    notes = [row["note"] for row in inbox_rows]
     assert any(f"the claim of batch run {killed['batch_run']} lapsed" in n for n in notes), notes
 
     # The files spread over the workers: the two that lived did some each.
