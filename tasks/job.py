@@ -35,7 +35,7 @@ from tasks.extract import check_media_path, content_hash
 from voxflow import __version__
 from voxflow.atomic import write_json
 from voxflow.errors import OutputFull
-from voxflow.memory import peak_memory
+from voxflow.memory import give_back_freed, peak_memory
 
 if TYPE_CHECKING:
     from profiles import Profile
@@ -158,6 +158,7 @@ def run_stage(
     started = time.perf_counter()
     with room_for(job, f"the {stage} stage"), peak_memory() as peak:
         result = compute()
+    give_back_freed()  # the stage's buffers are gone: the next stage starts from less
     seconds = round(time.perf_counter() - started, 3)
     record = {
         "stage": stage,

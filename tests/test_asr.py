@@ -262,9 +262,12 @@ def test_the_same_stage_loads_its_model_once(cpu_profile, warm_store, asr):
 # -- long recordings, a stretch at a time --------------------------------------------------------
 
 
-def test_windows_are_grouped_into_stretches_of_at_most_ten_minutes():
-    windows = [SpeechSpan(0, 20), SpeechSpan(300, 330), SpeechSpan(590, 600), SpeechSpan(601, 610)]
-    assert stretches(windows) == [windows[:3], windows[3:]]
+def test_windows_are_grouped_into_stretches_of_at_most_ten_minutes_of_audio():
+    windows = [SpeechSpan(40.0 * i, 40.0 * i + 30) for i in range(21)]  # 21 x 30 s, gaps between
+    assert stretches(windows) == [windows[:20], windows[20:]]
+    assert stretches([SpeechSpan(0, 10), SpeechSpan(3000, 3010)]) == [
+        [SpeechSpan(0, 10), SpeechSpan(3000, 3010)]  # far apart, but only 20 s to hold
+    ]
     assert stretches([]) == []
 
 

@@ -33,6 +33,30 @@ def high_water_mib() -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes there, KiB here
 
 
+def give_back_freed() -> None:
+    """Hand the heap memory the process has freed back to the system (glibc's ``malloc_trim``),
+    so the large buffers of one stage do not stay resident under the next. Elsewhere nothing
+    is done."""
+    if _libc is not None:
+        _libc.malloc_trim(0)
+
+
+def _load_libc():
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.malloc_trim  # noqa: B018  (musl and others have no malloc_trim)
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
+_libc = _load_libc()
+
+
 @dataclass
 class Peak:
     """The peak resident memory seen while a :func:`peak_memory` block ran, in MiB."""

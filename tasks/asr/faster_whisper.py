@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from bisect import bisect_right
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,8 +60,8 @@ class FasterWhisperAsr(AsrBackend):
     def transcribe(
         self, audio: np.ndarray | Wav, spans: list[SpeechSpan], language: str | None
     ) -> Transcript:
-        """Transcribe the speech windows of 16 kHz audio, a stretch of at most
-        :data:`STRETCH_S` at a time, so a long recording is never read whole.
+        """Transcribe the speech windows of 16 kHz audio, at most :data:`STRETCH_S` of them
+        at a time, reading only the windows' audio, so a long recording is never read whole.
 
         The first stretch's language, when none is given, holds for the rest.
 
@@ -74,20 +75,22 @@ class FasterWhisperAsr(AsrBackend):
         out: list[Segment] = []
         next_report = 0.0
         for windows in stretches(decode_windows(audio, spans)):
-            lo = int(windows[0].start * SAMPLE_RATE)
-            hi = min(len(audio), int(np.ceil(windows[-1].end * SAMPLE_RATE)))
-            offset, length = lo / SAMPLE_RATE, (hi - lo) / SAMPLE_RATE
-            segments, info = self._decode(
-                np.asarray(audio[lo:hi], dtype=np.float32),
-                [SpeechSpan(max(w.start - offset, 0.0), min(w.end - offset, length))
-                 for w in windows],
-                language,
-            )  # fmt: skip
+            # Only the windows' audio, end to end: each is decoded as its own clip.
+            pieces = [np.asarray(audio[_at(w.start) : _at(w.end)], np.float32) for w in windows]
+            starts = [float(x) for x in np.cumsum([0, *map(len, pieces)]) / SAMPLE_RATE]
+            clips = [SpeechSpan(a, b) for a, b in zip(starts, starts[1:], strict=False)]
+            segments, info = self._decode(np.concatenate(pieces), clips, language)
+            del pieces
             for seg in segments:
-                out.extend(split_sentences(_segment(seg, offset)))
-                if seg.end + offset >= next_report:
-                    log.info("asr: %.0f / %.0f s", min(seg.end + offset, duration), duration)
-                    next_report = seg.end + offset + max(30.0, duration / 10)
+                # The clip a segment came from: its decoding position (``seek``, in 10 ms
+                # frames, truncated), not its start, which the decoder may put a bit earlier.
+                k = max(0, bisect_right(starts, seg.seek / FRAMES_PER_SECOND + 0.011) - 1)
+                window = windows[min(k, len(windows) - 1)]
+                shift = window.start - starts[k]
+                out.extend(split_sentences(_segment(seg, shift, window)))
+                if seg.end + shift >= next_report:
+                    log.info("asr: %.0f / %.0f s", min(seg.end + shift, duration), duration)
+                    next_report = seg.end + shift + max(30.0, duration / 10)
             language = language or info.language
         out.sort(key=lambda s: s.start)
         return Transcript(language=language, duration=duration, segments=tuple(out))
@@ -115,34 +118,55 @@ class FasterWhisperAsr(AsrBackend):
 
 
 STRETCH_S = 600.0
-"""The most audio, first window's start to last window's end, decoded in one call."""
+"""The most window audio decoded in one call (read, and held, at once)."""
 
 
 def stretches(windows: list[SpeechSpan], limit: float = STRETCH_S) -> list[list[SpeechSpan]]:
-    """Consecutive windows grouped so that each group spans at most ``limit`` seconds."""
+    """Consecutive windows grouped so that each group holds at most ``limit`` seconds."""
     groups: list[list[SpeechSpan]] = []
+    held = 0.0
     for w in windows:
-        if groups and w.end - groups[-1][0].start <= limit:
+        if groups and held + (w.end - w.start) <= limit:
             groups[-1].append(w)
+            held += w.end - w.start
         else:
             groups.append([w])
+            held = w.end - w.start
     return groups
 
 
-def _segment(seg, offset: float = 0.0) -> Segment:
-    """voxflow's segment for a faster-whisper segment of audio that began ``offset`` s in."""
+FRAMES_PER_SECOND = 100
+"""faster-whisper's feature frames per second, the unit of a segment's ``seek``."""
+
+
+def _at(seconds: float) -> int:
+    """The sample at ``seconds``."""
+    return int(round(seconds * SAMPLE_RATE))
+
+
+def _segment(seg, offset: float = 0.0, window: SpeechSpan | None = None) -> Segment:
+    """voxflow's segment for a faster-whisper segment of audio that began ``offset`` s in.
+
+    With ``window``, the clip it was decoded from, times are kept inside that window (the
+    decoder's 20 ms timestamps may put a first word a little before its clip began).
+    """
+    lo, hi = (window.start, window.end) if window else (-np.inf, np.inf)
+
+    def at(t: float) -> float:
+        return round(float(min(max(t + offset, lo), hi)), 3)
+
     words = tuple(
         Word(
-            start=round(w.start + offset, 3),
-            end=round(w.end + offset, 3),
+            start=at(w.start),
+            end=at(w.end),
             text=w.word,
             probability=round(float(w.probability), 4),
         )
         for w in (seg.words or ())
     )
     return Segment(
-        start=round(seg.start + offset, 3),
-        end=round(seg.end + offset, 3),
+        start=at(seg.start),
+        end=at(seg.end),
         text=seg.text.strip(),
         words=words,
         avg_logprob=round(float(seg.avg_logprob), 4),

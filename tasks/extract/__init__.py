@@ -170,7 +170,9 @@ class Wav:
         with wave.open(self.path, "rb") as f:
             f.setpos(start)
             raw = f.readframes(stop - start)
-        return np.frombuffer(raw, dtype=np.int16).astype(np.float32) / 32768.0
+        samples = np.frombuffer(raw, dtype=np.int16).astype(np.float32)
+        samples *= 1 / 32768  # in place, and exact: a power of two
+        return samples
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         whole = self[:]
