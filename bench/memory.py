@@ -1,7 +1,7 @@
 """Peak memory of `voxflow transcribe` on a 10-minute and a 2-hour recording, against bare
 faster-whisper on the same files.
 
-    .venv/bin/python bench/memory.py [--minutes 10 120] [--every 300] [--no-bare]
+    .venv/bin/python bench/memory.py [--minutes 10 120] [--every 60] [--no-bare]
 
 Each recording is the bundled sample's 27 s of speech once every ``--every`` seconds, quiet
 noise between, encoded to AAC in .m4a (a real container, decoded by the real extract stage).
@@ -78,7 +78,7 @@ def measured(args: list[str], env: dict[str, str]) -> tuple[float, float, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--minutes", type=float, nargs="+", default=[10, 120])
-    parser.add_argument("--every", type=float, default=300.0)
+    parser.add_argument("--every", type=float, default=60.0)
     parser.add_argument("--no-bare", action="store_true", help="skip bare faster-whisper")
     parser.add_argument("--work", type=Path, help="keep the recordings and outputs here")
     options = parser.parse_args()

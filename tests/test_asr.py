@@ -262,9 +262,10 @@ def test_the_same_stage_loads_its_model_once(cpu_profile, warm_store, asr):
 # -- long recordings, a stretch at a time --------------------------------------------------------
 
 
-def test_windows_are_grouped_into_stretches_of_at_most_ten_minutes_of_audio():
+def test_windows_are_grouped_a_batch_at_a_time_and_at_most_ten_minutes_of_audio():
     windows = [SpeechSpan(40.0 * i, 40.0 * i + 30) for i in range(21)]  # 21 x 30 s, gaps between
-    assert stretches(windows) == [windows[:20], windows[20:]]
+    assert stretches(windows, most=100) == [windows[:20], windows[20:]]
+    assert stretches(windows) == [windows[:8], windows[8:16], windows[16:]]  # a batch a call
     assert stretches([SpeechSpan(0, 10), SpeechSpan(3000, 3010)]) == [
         [SpeechSpan(0, 10), SpeechSpan(3000, 3010)]  # far apart, but only 20 s to hold
     ]

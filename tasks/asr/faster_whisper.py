@@ -60,8 +60,9 @@ class FasterWhisperAsr(AsrBackend):
     def transcribe(
         self, audio: np.ndarray | Wav, spans: list[SpeechSpan], language: str | None
     ) -> Transcript:
-        """Transcribe the speech windows of 16 kHz audio, at most :data:`STRETCH_S` of them
-        at a time, reading only the windows' audio, so a long recording is never read whole.
+        """Transcribe the speech windows of 16 kHz audio, a batch's worth of them (at most
+        :data:`STRETCH_S`) per call, reading only the windows' audio, so a long recording is
+        never read or held whole.
 
         The first stretch's language, when none is given, holds for the rest.
 
@@ -74,7 +75,8 @@ class FasterWhisperAsr(AsrBackend):
             return Transcript(language=language or "en", duration=duration)
         out: list[Segment] = []
         next_report = 0.0
-        for windows in stretches(decode_windows(audio, spans)):
+        most = max(self.options.batch_size, 8)
+        for windows in stretches(decode_windows(audio, spans), most=most):
             # Only the windows' audio, end to end: each is decoded as its own clip.
             pieces = [np.asarray(audio[_at(w.start) : _at(w.end)], np.float32) for w in windows]
             starts = [float(x) for x in np.cumsum([0, *map(len, pieces)]) / SAMPLE_RATE]
@@ -121,12 +123,16 @@ STRETCH_S = 600.0
 """The most window audio decoded in one call (read, and held, at once)."""
 
 
-def stretches(windows: list[SpeechSpan], limit: float = STRETCH_S) -> list[list[SpeechSpan]]:
-    """Consecutive windows grouped so that each group holds at most ``limit`` seconds."""
+def stretches(
+    windows: list[SpeechSpan], limit: float = STRETCH_S, most: int = 8
+) -> list[list[SpeechSpan]]:
+    """Consecutive windows grouped so that each group holds at most ``limit`` seconds of
+    audio and at most ``most`` windows (faster-whisper's memory grows with the windows of a
+    call; one call of a batch's worth of windows loses no batching)."""
     groups: list[list[SpeechSpan]] = []
     held = 0.0
     for w in windows:
-        if groups and held + (w.end - w.start) <= limit:
+        if groups and held + (w.end - w.start) <= limit and len(groups[-1]) < most:
             groups[-1].append(w)
             held += w.end - w.start
         else:
