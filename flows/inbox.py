@@ -160,7 +160,10 @@ def inbox(
             for name in done:
                 rows[name] |= {"batch run": "subflow", "outcome": status}
     for row in settled_outcomes(ledger_path):  # what batch runs finished since the last report
-        rows.setdefault(row["file"], row)
+        if row["file"] in rows:  # claimed by this run and already done (or done in-process)
+            rows[row["file"]] |= {"batch run": row["batch run"], "outcome": row["outcome"]}
+        else:
+            rows[row["file"]] = row
     if rows:
         create_table_artifact(
             key=f"inbox-{load_profile(chosen_name).name}",
