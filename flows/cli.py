@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from flows import commands
+from flows import commands, runner
 from voxflow.errors import VoxflowError
 from voxflow.settings import load_settings
 
@@ -263,6 +263,11 @@ def _run_options(p: argparse.ArgumentParser, output: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``voxflow`` console script."""
+    environ = dict(os.environ)  # as the user set it, before the defaults below
+    if argv is None and runner.enabled():
+        code = runner.forward(sys.argv[1:])  # the local runner, when it can run this command
+        if code is not None:
+            return code
     args = _parser().parse_args(argv)
     if args.command in _FLOW_COMMANDS and argv is None:  # the process is this command's
         atexit.register(_leave_without_teardown)
@@ -290,6 +295,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code = run(args)
         sys.stdout.flush()  # inside the try: a reader that left is noticed here
+        if argv is None and args.command in runner.SERVED and runner.enabled(environ):
+            # For the next command: Prefect imported, these models loaded.
+            runner.start(environ, args.profile, os.path.abspath(args.store))
         _LEAVING.append(code)
         return code
     except KeyboardInterrupt:
@@ -357,9 +365,11 @@ def _quiet_prefect_failures() -> None:
     echo = _NoFailureEcho()
     for name in ("prefect", "prefect.flow_runs", "prefect.task_runs", ""):
         for handler in logging.getLogger(name).handlers:
-            if isinstance(handler, logging.StreamHandler) and not isinstance(
-                handler, logging.FileHandler
-            ):
+            if (
+                isinstance(handler, logging.StreamHandler)
+                and not isinstance(handler, logging.FileHandler)
+                and not any(isinstance(f, _NoFailureEcho) for f in handler.filters)
+            ):  # the local runner sets up each of its commands in the same process
                 handler.addFilter(echo)
 
 

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from flows import runner
 from voxflow.errors import BadInput, VoxflowError
 
 
@@ -185,15 +186,32 @@ def server(args: argparse.Namespace) -> int:
             return 1
         up = time.time() - found.started_at
         _out(f"local Prefect server at {found.url} (pid {found.pid}, up {up / 60:.0f} min)")
+        _out(_runner_line())
         return 0
     if args.action == "start":
         found, started = local.ensure(_out)
         if not started:
             _out(f"local Prefect server already running at {found.url}")
         return 0
+    pid = runner.stop()
+    if pid is not None:
+        _out(f"stopped the local runner (pid {pid})")
     stopped = local.stop()
     _out(f"stopped the local Prefect server at {stopped.url}" if stopped else "no local server")
     return 0
+
+
+def _runner_line() -> str:
+    """Where the local runner stands (:mod:`flows.runner`)."""
+    found = runner.status()
+    if found is None:
+        return "no local runner: the next transcribe or subtitle command runs in its own process"
+    idle = time.time() - found["last_used"]
+    models = ", ".join(found["models"]) or "no models"
+    return (
+        f"local runner (pid {found['pid']}): {models} loaded, {found['served']} command(s) run, "
+        f"idle {idle:.0f} s (it ends after {found['idle_s']:.0f} s idle)"
+    )
 
 
 def check(args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ import gc
 import importlib
 import importlib.util
 import logging
+import os
 import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -224,5 +225,6 @@ def load_backend(
     if submodels:
         spec = dataclasses.replace(spec, options={**spec.options, **submodels})
     cls, options = resolve(spec)
-    key = (f"{spec.stage}:{spec.backend}", str(model_path), options)
+    # An absolute path: the local runner runs commands from different folders.
+    key = (f"{spec.stage}:{spec.backend}", os.path.abspath(model_path), options)
     return POOL.get(key, lambda: cls(model_path, options))

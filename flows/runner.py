@@ -1,0 +1,275 @@
+"""The local runner: a process beside the local server that keeps Prefect imported and the models
+loaded, so a later ``voxflow transcribe`` or ``voxflow subtitle`` pays for neither.
+
+A command that runs against the local server (``PREFECT_API_URL`` unset) first asks the runner
+of its Prefect home to run it. The runner runs the very same command (:func:`flows.cli.main`) in
+its own process, in the caller's folder and environment, as a flow run against the same local
+server, so its logs and artifacts are in the UI as before; what the command prints comes back
+to the caller's terminal as it is written, and so does its exit code. Ctrl-C in the caller
+interrupts the run in the runner, as it would in-process.
+
+A command runs in its own process, as before, when there is no runner, when it is busy with
+another command, or when it would not behave the same there: its environment differs in what
+the libraries read once at import (``PREFECT_*``, ``HF_*``, thread counts, ``PYTHONPATH`` ...), or
+voxflow's code or the installed packages changed since it started. Such a command starts a new
+runner when it ends, with the models it used, so the next one is quick again.
+
+The runner ends after ``VOXFLOW_RUNNER_IDLE_S`` seconds without a command (default 300: it holds
+the models' memory, GPU memory included, only while it is used), with ``voxflow server stop``,
+or, with ``VOXFLOW_RUNNER=0``, is never used. Its log is ``<PREFECT_HOME>/voxflow-runner.log``.
+
+This module is imported before anything heavy, by every command: the client side uses only the
+standard library.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+SERVED = ("transcribe", "subtitle")
+"""The commands the runner runs: those whose time is mostly imports and model loads."""
+
+IDLE_S = 300.0
+ROOT = Path(__file__).resolve().parents[1]
+_CODE = ("voxflow", "flows", "tasks", "profiles", "blocks")
+# What a library reads once, when it is imported or first used: a command whose values differ
+# from the runner's would not behave the same there.
+_IMPORT_TIME = (
+    "PREFECT_",
+    "HF_",
+    "HUGGINGFACE_",
+    "TRANSFORMERS_",
+    "TORCH",
+    "PYTORCH_",
+    "CUDA_",
+    "OMP_",
+    "MKL_",
+    "OPENBLAS_",
+    "KMP_",
+    "CT2_",
+    "ORT_",
+    "PYTHON",
+    "LD_",
+    "DYLD_",
+    "VOXFLOW_NETGUARD",
+    "VOXFLOW_RUNNER",
+)
+_OUT, _ERR, _EXIT = 1, 2, 0  # frame kinds: stdout, stderr, the exit code (the last frame)
+_INTERRUPT = b"\x03"
+
+
+def home() -> Path:
+    """The Prefect home (``$PREFECT_HOME``, else ``~/.prefect``)."""
+    return Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser()
+
+
+def _state() -> Path:
+    return home() / "voxflow-runner.json"
+
+
+def _log() -> Path:
+    return home() / "voxflow-runner.log"
+
+
+def _socket_path() -> str:
+    # In the temporary folder, not the Prefect home: a Unix socket's path is at most ~104 bytes.
+    digest = hashlib.sha256(str(home().resolve()).encode()).hexdigest()[:16]
+    return os.path.join(tempfile.gettempdir(), f"voxflow-runner-{os.getuid()}-{digest}.sock")
+
+
+def enabled(environ: dict[str, str] | os._Environ = os.environ) -> bool:
+    """Whether commands use the runner here: local-server runs on a POSIX system, not switched
+    off with ``VOXFLOW_RUNNER=0``."""
+    return (
+        os.name == "posix"
+        and hasattr(socket, "AF_UNIX")
+        and not environ.get("PREFECT_API_URL")
+        and environ.get("VOXFLOW_RUNNER", "1") not in ("0", "false", "no", "off")
+    )
+
+
+def fingerprint(environ: dict[str, str] | os._Environ) -> str:
+    """What must be the same in a command and the runner for the runner to run it: the
+    interpreter, what the libraries read at import, voxflow's files, the installed packages."""
+    h = hashlib.sha256(f"{sys.executable}\0{sys.version}\0".encode())
+    for key in sorted(environ):
+        if key.startswith(_IMPORT_TIME) and key != "PREFECT_API_URL":
+            h.update(f"{key}={environ[key]}\0".encode())
+    for name in _CODE:
+        for folder, dirs, files in os.walk(ROOT / name):
+            dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+            for file in sorted(files):
+                stat = os.stat(os.path.join(folder, file))
+                h.update(f"{folder}/{file}:{stat.st_mtime_ns}:{stat.st_size}\0".encode())
+    for entry in sys.path:  # installing or removing a package changes its folder's mtime
+        if entry.endswith("-packages") and os.path.isdir(entry):
+            h.update(f"{entry}:{os.stat(entry).st_mtime_ns}\0".encode())
+    return h.hexdigest()
+
+
+def _read_state() -> dict | None:
+    try:
+        state = json.loads(_state().read_text())
+    except (OSError, ValueError):
+        return None
+    return state if isinstance(state, dict) and _alive(state.get("pid", 0)) else None
+
+
+def _server_api() -> str | None:
+    """The local server's API address, when it runs (no health check: the runner's own
+    command checks it, and falls back to starting one)."""
+    try:
+        server = json.loads((home() / "voxflow-server.json").read_text())
+        pid, port = int(server["pid"]), int(server["port"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return f"http://127.0.0.1:{port}/api" if _alive(pid) else None
+
+
+# ---- the command's side ------------------------------------------------------------------------
+
+
+def command_of(argv: list[str]) -> str | None:
+    """The subcommand in ``argv`` (its first word that is not an option)."""
+    return next((word for word in argv if not word.startswith("-")), None)
+
+
+def forward(argv: list[str]) -> int | None:
+    """Run the command in the runner: its exit code, or None when it is to run in this process
+    (no runner, a busy one, a different environment or code, or help asked for)."""
+    if command_of(argv) not in SERVED or "-h" in argv or "--help" in argv:
+        return None
+    state = _read_state()
+    if state is None or state.get("api") != _server_api():
+        return None
+    if state.get("key") != fingerprint(os.environ):
+        return None
+    try:
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        conn.connect(state["socket"])
+        request = {
+            "argv": argv,
+            "cwd": os.getcwd(),
+            "env": dict(os.environ),
+            "tty": [sys.stdout.isatty(), sys.stderr.isatty()],
+        }
+        conn.sendall(json.dumps(request).encode() + b"\n")
+        reader = conn.makefile("rb")
+        if json.loads(reader.readline() or b"{}").get("ok") is not True:  # busy, or leaving
+            conn.close()
+            return None
+    except (OSError, ValueError):
+        return None
+    return _relay(conn, reader, state)
+
+
+def _relay(conn: socket.socket, reader, state: dict) -> int:
+    """Write what the runner's command prints to this process's stdout and stderr, until its
+    exit code comes; the first Ctrl-C interrupts the command there, a second leaves at once."""
+    streams = {_OUT: sys.stdout.buffer, _ERR: sys.stderr.buffer}
+    interrupts = []
+
+    def interrupt(signum: int, frame: object) -> None:  # no exception: the frames stay whole
+        if interrupts:
+            os._exit(130)
+        interrupts.append(signum)
+        try:
+            conn.sendall(_INTERRUPT)
+        except OSError:
+            pass
+
+    signal.signal(signal.SIGINT, interrupt)
+    while True:
+        head = reader.read(5)
+        if len(head) < 5:
+            break
+        kind, size = struct.unpack("!BI", head)
+        data = reader.read(size)
+        if len(data) < size:
+            break
+        if kind == _EXIT:
+            return int(data)
+        try:
+            streams[kind].write(data)
+            streams[kind].flush()
+        except BrokenPipeError:  # our reader left (`voxflow transcribe ... | head`)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), streams[kind].fileno())
+    sys.stderr.write(
+        f"voxflow: error: the local runner (pid {state['pid']}) ended during the command (its "
+        f"log: {_log()}); run the command again: it resumes from the stages already done\n"
+    )
+    _state().unlink(missing_ok=True)
+    return 1
+
+
+def start(environ: dict[str, str], profile: str | None, store: str | None) -> None:
+    """Start a runner for this environment in the background, unless one already serves it; it
+    loads the models of ``profile`` from ``store`` before it takes a command.
+
+    Args:
+        environ: The environment the command was started with (before the CLI's own defaults).
+        profile: The command's ``--profile``.
+        store: The command's ``--store``, as an absolute path.
+    """
+    key = fingerprint(environ)
+    state = _read_state()
+    if state is not None:
+        if state.get("key") == key:
+            return
+        os.kill(state["pid"], signal.SIGTERM)  # it leaves once its command, if any, ends
+    command = [sys.executable, "-m", "flows.runner", "--key", key]
+    if profile and store:
+        command += ["--profile", profile, "--store", store]
+    home().mkdir(parents=True, exist_ok=True)
+    with open(_log(), "ab") as log:
+        subprocess.Popen(
+            command,
+            cwd=home(),
+            env=dict(environ),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # it outlives this command and its terminal
+        )
+
+
+def stop() -> int | None:
+    """End the runner; its pid, or None when none ran."""
+    state = _read_state()
+    _state().unlink(missing_ok=True)
+    if state is None:
+        return None
+    os.kill(state["pid"], signal.SIGTERM)
+    return state["pid"]
+
+
+def status() -> dict | None:
+    """The runner's pid, start time and the time of its last command, when one runs."""
+    return _read_state()
+
+
+def _alive(pid: object) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+if __name__ == "__main__":
+    from flows.runner_process import main
+
+    raise SystemExit(main())
