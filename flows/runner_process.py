@@ -12,6 +12,7 @@ from __future__ import annotations
 import _thread
 import argparse
 import fcntl
+import importlib
 import io
 import json
 import logging
@@ -244,8 +245,26 @@ def _watch(reader: BinaryIO) -> None:
     _CALLER.interrupt()
 
 
+_WARM_IMPORTS = (
+    "flows.transcribe",  # Prefect, the flows and their stages
+    "flows.subtitle",
+    "flows.server",  # the command's check of the local server
+    # What the first flow run in a process imports (a second, otherwise, on the first
+    # command): Prefect's engines; FastAPI's encoder, for the run's parameters; PyAV's
+    # subtitle streams, on the first container opened; tqdm's lock, in faster-whisper.
+    "prefect.flow_engine",
+    "prefect.task_engine",
+    "prefect.utilities.visualization",
+    "fastapi.encoders",
+    "av.subtitles.stream",
+    "multiprocessing.synchronize",
+    "numpy.ma",
+)
+
+
 def preload(profile: str, store: str) -> list[str]:
-    """Load the models of a profile's stages from the volume; what was loaded."""
+    """Load the models of a profile's stages from the volume and run each once on a second of
+    test audio (a first inference sets up what later ones reuse); what was loaded."""
     from blocks.volume import Volume
     from profiles import load_profile, resolve_profile
     from tasks.registry import POOL
@@ -253,7 +272,7 @@ def preload(profile: str, store: str) -> list[str]:
 
     chosen = load_profile(resolve_profile(profile))
     for stage, found in preflight(chosen, Volume(root=store)).items():
-        found.load(chosen.stages[stage])
+        found.load(chosen.stages[stage]).self_check()
     return list(POOL.loads)
 
 
@@ -294,8 +313,8 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault(key, value)
     os.environ["PREFECT_API_URL"] = api
     started = time.perf_counter()
-    import flows.subtitle  # noqa: F401  (Prefect, the flows and their stages)
-    import flows.transcribe  # noqa: F401
+    for name in _WARM_IMPORTS:
+        importlib.import_module(name)
 
     idle_s = float(os.environ.get("VOXFLOW_RUNNER_IDLE_S") or runner.IDLE_S)
     serving = Runner(options.key, api, idle_s)
