@@ -35,6 +35,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from flows.server import alive
+
 SERVED = ("transcribe", "subtitle")
 """The commands the runner runs: those whose time is mostly imports and model loads."""
 
@@ -258,15 +260,7 @@ def status() -> dict | None:
 
 
 def _alive(pid: object) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return isinstance(pid, int) and pid > 0 and alive(pid)
 
 
 if __name__ == "__main__":

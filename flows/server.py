@@ -71,7 +71,7 @@ def running() -> LocalServer | None:
         server = LocalServer(**json.loads(_state().read_text()))
     except (OSError, ValueError, TypeError):
         return None
-    return server if _alive(server.pid) and healthy(server.api) else None
+    return server if alive(server.pid) and healthy(server.api) else None
 
 
 def ensure(say=print) -> tuple[LocalServer, bool]:
@@ -101,12 +101,12 @@ def stop() -> LocalServer | None:
         server = LocalServer(**json.loads(_state().read_text()))
     except (OSError, ValueError, TypeError):
         return None
-    if _alive(server.pid):
+    if alive(server.pid):
         os.killpg(server.pid, signal.SIGTERM)
         deadline = time.monotonic() + 20
-        while _alive(server.pid) and time.monotonic() < deadline:
+        while alive(server.pid) and time.monotonic() < deadline:
             time.sleep(0.2)
-        if _alive(server.pid):
+        if alive(server.pid):
             os.killpg(server.pid, signal.SIGKILL)
     _state().unlink(missing_ok=True)
     return server
@@ -156,7 +156,8 @@ def _start(say) -> LocalServer:
     return server
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether a process with this pid runs (one of another user's counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
