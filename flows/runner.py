@@ -35,7 +35,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from flows.server import alive
+from flows.server import alive, home, recorded
 
 SERVED = ("transcribe", "subtitle")
 """The commands the runner runs: those whose time is mostly imports and model loads."""
@@ -67,11 +67,6 @@ _IMPORT_TIME = (
 )
 _OUT, _ERR, _EXIT = 1, 2, 0  # frame kinds: stdout, stderr, the exit code (the last frame)
 _INTERRUPT = b"\x03"
-
-
-def home() -> Path:
-    """The Prefect home (``$PREFECT_HOME``, else ``~/.prefect``)."""
-    return Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser()
 
 
 def _state() -> Path:
@@ -127,14 +122,10 @@ def _read_state() -> dict | None:
 
 
 def _server_api() -> str | None:
-    """The local server's API address, when it runs (no health check: the runner's own
-    command checks it, and falls back to starting one)."""
-    try:
-        server = json.loads((home() / "voxflow-server.json").read_text())
-        pid, port = int(server["pid"]), int(server["port"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return f"http://127.0.0.1:{port}/api" if _alive(pid) else None
+    """The local server's API address, when its process runs (no health check: the runner's
+    command checks it, and starts one when it does not answer)."""
+    server = recorded()
+    return server.api if server is not None else None
 
 
 # ---- the command's side ------------------------------------------------------------------------

@@ -65,13 +65,20 @@ def _state() -> Path:
     return home() / "voxflow-server.json"
 
 
-def running() -> LocalServer | None:
-    """The local server, when its process is alive and it answers; else None."""
+def recorded() -> LocalServer | None:
+    """The local server this Prefect home recorded, when its process is alive (not asked
+    whether it answers); else None."""
     try:
         server = LocalServer(**json.loads(_state().read_text()))
     except (OSError, ValueError, TypeError):
         return None
-    return server if alive(server.pid) and healthy(server.api) else None
+    return server if alive(server.pid) else None
+
+
+def running() -> LocalServer | None:
+    """The local server, when its process is alive and it answers; else None."""
+    server = recorded()
+    return server if server is not None and healthy(server.api) else None
 
 
 def ensure(say=print) -> tuple[LocalServer, bool]:
