@@ -212,3 +212,45 @@ class BadModel(VoxflowError, ValueError):
     def __init__(self, path: str, detail: str) -> None:
         self.path = str(path)
         super().__init__(f"the model in {self.path} cannot be loaded: {detail}")
+
+
+class ModelDamaged(ModelNotWarmed):
+    """A warmed model whose last recorded verify failed: inference refuses it until a warm
+    fetches the bad files again (a warm repairs it and clears the record).
+
+    It is a :class:`ModelNotWarmed`, so whatever warms a cold volume (``on_cold_cache=warm``,
+    the warm deployment) repairs it the same way.
+
+    Attributes:
+        model: Catalog name of the model.
+        path: Its snapshot folder.
+        bad_files: The files the verify found bad (empty when it named none).
+        verified_at: When that verify ran (UTC, ISO 8601), as recorded.
+        command: The command that fetches them again.
+    """
+
+    exit_code = 2
+
+    def __init__(
+        self,
+        model: str,
+        path: str,
+        bad_files: list[str] | tuple[str, ...],
+        verified_at: str,
+        command: str,
+        deep: bool = True,
+    ) -> None:
+        self.model = model
+        self.path = str(path)
+        self.bad_files = tuple(bad_files)
+        self.verified_at = verified_at
+        self.command = command
+        files = ", ".join(self.bad_files) or "some of its files"
+        found = f"the {'deep ' if deep else ''}verify of {verified_at}"
+        self.detail = f"{found} found {files} damaged"
+        VoxflowError.__init__(
+            self,
+            f"model {model!r} is damaged: {found} found {files} not matching its manifest "
+            f"(in {self.path}); inference refuses it until a warm fetches "
+            f"{'them' if len(self.bad_files) > 1 else 'it'} again: run `{command}`",
+        )

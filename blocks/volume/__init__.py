@@ -23,7 +23,7 @@ from blocks.volume.manifest import ModelStatus, VerifyResult
 from blocks.volume.sources import HubAccess
 from blocks.volume.warm import WarmResult, WarmSource
 from profiles.catalog import ModelSpec
-from voxflow.errors import ModelNotWarmed, SourceError
+from voxflow.errors import ModelDamaged, ModelNotWarmed, SourceError
 from voxflow.settings import load_settings
 
 __all__ = ["ModelStatus", "Volume", "VerifyResult", "WarmResult"]
@@ -64,13 +64,28 @@ class Volume:
 
         Raises:
             ModelNotWarmed: No manifest, or a file is missing or has the wrong size.
+            ModelDamaged: The last verify of the model failed (a deep verify found a file
+                whose sha256 is not the manifest's); a warm repairs it and clears the record.
         """
         paths = self.paths(spec)
         state = _manifest.inspect(spec, paths)
+        command = warm_command or f"voxflow warm --store {shlex.quote(self.root)}"
         if state.manifest is None or state.problems:
-            command = warm_command or f"voxflow warm --store {shlex.quote(self.root)}"
             detail = ", ".join(state.problems)
             raise ModelNotWarmed(spec.name, str(paths.snapshot), detail, command)
+        record = _manifest.last_verified(paths)
+        if record is not None and record.get("ok") is False:
+            # Sizes can be right and the bytes not (bit rot, a partial copy): what a verify
+            # found holds until a warm fetches the files again and removes the record.
+            bad = record.get("bad_files")
+            raise ModelDamaged(
+                spec.name,
+                str(paths.snapshot),
+                [f for f in bad if isinstance(f, str)] if isinstance(bad, list) else [],
+                str(record.get("verified_at") or "an unknown time"),
+                command,
+                deep=bool(record.get("deep")),
+            )
         return paths.snapshot
 
     def status(self, spec: ModelSpec) -> ModelStatus:
@@ -86,8 +101,17 @@ class Volume:
         return _manifest.last_verified(self.paths(spec))
 
     def verify(self, spec: ModelSpec, deep: bool = False) -> VerifyResult:
-        """Check a warmed model against its manifest, offline (``deep``: every sha256 too)."""
-        return _manifest.verify(spec, self.paths(spec), deep)
+        """Check a warmed model against its manifest, offline (``deep``: every sha256 too).
+
+        After a verify that failed, every verify is deep: a stat cannot tell a repaired file
+        from a damaged one of the right size, and a plain verify's "ok" would otherwise lift
+        the refusal of :meth:`locate`.
+        """
+        paths = self.paths(spec)
+        if not deep:
+            record = _manifest.last_verified(paths)
+            deep = record is not None and record.get("ok") is False
+        return _manifest.verify(spec, paths, deep)
 
     def warm(
         self, spec: ModelSpec, progress: Progress | None = None, force: bool = False

@@ -14,7 +14,7 @@ from blocks.volume import Volume
 from profiles import Profile, StageSpec, can_run, load_catalog
 from tasks.backend import Backend
 from tasks.registry import load_backend, resolve
-from voxflow.errors import BadInput, ModelNotWarmed
+from voxflow.errors import BadInput, ModelDamaged, ModelNotWarmed
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +108,7 @@ def preflight(profile: Profile, store: Volume) -> dict[str, ReadyStage]:
         BadInput: This machine lacks the profile's hardware.
         BackendUnavailable: A backend's package is missing.
         ModelNotWarmed: Models are missing or do not match their manifests (all are named).
+        ModelDamaged: The one model at fault is one whose last verify failed.
     """
     ok, reason = can_run(profile)
     if not ok:
@@ -118,6 +119,8 @@ def preflight(profile: Profile, store: Volume) -> dict[str, ReadyStage]:
     for spec in profile.enabled_stages():
         resolve(spec)
     ready, cold = ready_stages(profile, store)
+    if len(cold) == 1 and isinstance(cold[0], ModelDamaged):
+        raise cold[0]  # its own line says which files a verify found bad, and when
     if cold:
         details = "; ".join(f"{e.model}: {e.detail}" for e in cold)
         command = warm_command(profile, store)
