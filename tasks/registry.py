@@ -13,6 +13,7 @@ import importlib
 import importlib.util
 import logging
 import os
+import shlex
 import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -21,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from profiles import STAGES, StageSpec, backends
+from profiles.catalog import repo_label
 from tasks.backend import Backend
-from voxflow.errors import BackendUnavailable, ProfileError
+from voxflow.errors import BackendUnavailable, ModelLoadFailed, ProfileError, VoxflowError
 
 log = logging.getLogger(__name__)
 
@@ -221,10 +223,68 @@ def load_backend(
         model_path: Local snapshot folder of the stage's model.
         submodels: Option key -> local folder; replaces catalog names in options such as
             ``segmentation_model`` so the backend only ever sees local paths.
+
+    Raises:
+        ModelLoadFailed: The backend's constructor failed on the model's files (a damaged
+            CTranslate2 ``model.bin`` raises RuntimeError or UnicodeDecodeError); it names the
+            model and the commands that find and repair damaged files.
     """
     if submodels:
         spec = dataclasses.replace(spec, options={**spec.options, **submodels})
     cls, options = resolve(spec)
-    # An absolute path: the local runner runs commands from different folders.
-    key = (f"{spec.stage}:{spec.backend}", os.path.abspath(model_path), options)
-    return POOL.get(key, lambda: cls(model_path, options))
+    # An absolute path: the local runner runs commands from different folders. The files'
+    # identity too: a warm that repaired the model (a new blob, renamed into place) must not
+    # be answered with the copy loaded from the damaged one.
+    key = (
+        f"{spec.stage}:{spec.backend}",
+        os.path.abspath(model_path),
+        options,
+        _files_identity(model_path),
+    )
+    return POOL.get(key, lambda: _construct(cls, spec, model_path, options))
+
+
+def _construct(cls: type[Backend], spec: StageSpec, model_path: Path, options: Any) -> Backend:
+    """``cls(model_path, options)``, with a failure of the model's files named as such."""
+    try:
+        return cls(model_path, options)
+    except (VoxflowError, ImportError, MemoryError):
+        raise  # ours say what to run already; a missing package or memory is not the files
+    except Exception as e:
+        raise load_failed(spec, model_path, f"failed to load ({first_line(e)})") from e
+
+
+def load_failed(spec: StageSpec, model_path: Path, problem: str) -> ModelLoadFailed:
+    """The error for a stage's model that does not load or run, naming the model, its volume
+    and the commands that find and repair damaged files."""
+    from blocks.volume import volume_root
+
+    root = volume_root(model_path)
+    return ModelLoadFailed(
+        spec.model or repo_label(model_path),
+        str(model_path),
+        problem,
+        store=shlex.quote(str(root)) if root is not None else None,
+    )
+
+
+def first_line(error: BaseException) -> str:
+    """``Type: first line of the message``: a backend's error, short enough for one line."""
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+
+
+def _files_identity(folder: Path) -> tuple[tuple[str, int, int, int], ...]:
+    """(name, inode, size, mtime) of each file in a model folder, links followed."""
+    out = []
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError:  # not a folder (a backend given a file) or gone: the backend will say
+        return ()
+    for entry in entries:
+        try:
+            st = entry.stat()
+        except OSError:
+            continue
+        out.append((entry.name, st.st_ino, st.st_size, st.st_mtime_ns))
+    return tuple(out)

@@ -254,3 +254,29 @@ class ModelDamaged(ModelNotWarmed):
             f"(in {self.path}); inference refuses it until a warm fetches "
             f"{'them' if len(self.bad_files) > 1 else 'it'} again: run `{command}`",
         )
+
+
+class ModelLoadFailed(BadModel):
+    """A warmed model does not load, or loads and decodes garbage in its self-check.
+
+    A :class:`BadModel` (the folder does not hold what the backend loads) that also names the
+    model and what to run: a deep verify finds damaged files, a warm fetches them again. The
+    backend's own exception is chained as the cause.
+
+    Attributes:
+        model: Catalog name of the model (or the folder's name when there is none).
+        path: The model folder.
+        problem: What went wrong, e.g. ``failed to load (RuntimeError: ...)``.
+    """
+
+    def __init__(self, model: str, path: str, problem: str, store: str | None = None) -> None:
+        self.model = model
+        self.problem = problem
+        where = f" --store {store}" if store else ""
+        self.path = str(path)
+        VoxflowError.__init__(
+            self,
+            f"model {model!r} in {self.path} {problem}; its files may be damaged: run "
+            f"`voxflow verify --deep{where}` to find them, then `voxflow warm{where}` to fetch "
+            "them again",
+        )

@@ -26,7 +26,19 @@ from profiles.catalog import ModelSpec
 from voxflow.errors import ModelDamaged, ModelNotWarmed, SourceError
 from voxflow.settings import load_settings
 
-__all__ = ["ModelStatus", "Volume", "VerifyResult", "WarmResult"]
+__all__ = ["ModelStatus", "Volume", "VerifyResult", "WarmResult", "volume_root"]
+
+
+def volume_root(snapshot: str | Path) -> Path | None:
+    """The root of the volume that holds a snapshot folder (``<root>/hub/models--org--name/
+    snapshots/<id>``, see :mod:`blocks.volume.layout`), or None for a folder outside one."""
+    path = Path(snapshot)
+    parents = path.parents
+    if len(parents) < 4 or parents[0].name != "snapshots" or parents[2].name != "hub":
+        return None
+    if not parents[1].name.startswith("models--"):
+        return None
+    return parents[3]
 
 
 @dataclass(frozen=True)
