@@ -18,8 +18,14 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from profiles import StageSpec
+from tasks.asr import AsrBackend
+from tasks.asr.garbage import garbage_reason, sample
+from tasks.backend import test_audio
+from tasks.registry import load_failed
+from tasks.transcript import SpeechSpan
 from tasks.volume.preflight import ReadyStage
 
 
@@ -37,8 +43,39 @@ class LoadCheck:
 
 def check_in_process(spec: StageSpec, ready: ReadyStage) -> str:
     """Load the stage's backend as inference does (:meth:`ReadyStage.load`) and run its
-    self-check; return its summary."""
-    return ready.load(spec).self_check()
+    self-check; return its summary.
+
+    Raises:
+        ModelLoadFailed: The model does not load, or (ASR) decodes the test audio into
+            garbage, as damaged weights do (see :func:`check_asr_output`).
+    """
+    backend = ready.load(spec)
+    summary = backend.self_check()
+    if isinstance(backend, AsrBackend):
+        check_asr_output(spec, ready, backend)
+    return summary
+
+
+def check_asr_output(spec: StageSpec, ready: ReadyStage, backend: AsrBackend) -> None:
+    """Refuse a recogniser that decodes a second of test audio into garbage.
+
+    Damaged weights often still load: a CTranslate2 ``model.bin`` with a megabyte overwritten
+    turns every input into ``")))))..."``, which the self-check's count of segments cannot
+    tell from a healthy model.
+
+    Raises:
+        ModelLoadFailed: The text is garbage (:func:`tasks.asr.garbage.garbage_reason`).
+    """
+    seconds = 1.0
+    transcript = backend.transcribe(test_audio(seconds), [SpeechSpan(0.0, seconds)], None)
+    text = " ".join(s.text.strip() for s in transcript.segments)
+    reason = garbage_reason(text, seconds, [s.avg_logprob for s in transcript.segments])
+    if reason is not None:
+        raise load_failed(
+            spec,
+            Path(ready.path),
+            f"decodes {seconds:.0f} s of test audio into garbage ({sample(text)}: {reason})",
+        )
 
 
 def _network_namespace_prefix() -> list[str]:
