@@ -231,9 +231,10 @@ def check(args: argparse.Namespace) -> int:
 
 
 def profiles(args: argparse.Namespace) -> int:
-    from profiles import STAGES, auto_profile, can_run, list_profiles, load_profile
+    from profiles import STAGES, auto_profile, can_run, list_profiles, load_catalog, load_profile
     from tasks.registry import unavailable_reason
 
+    catalog = load_catalog()
     chosen, why = auto_profile()
     _out(f"auto picks {chosen!r} here" + (f" ({why})" if why else ""))
     _out()
@@ -258,11 +259,34 @@ def profiles(args: argparse.Namespace) -> int:
                     "on": "yes" if spec.enabled else "no",
                     "backend": spec.backend,
                     "model": spec.model or "-",
+                    "hears": _hears(spec, catalog) if stage == "asr" else "-",
                     "runs here": "no: " + "; ".join(reasons) if reasons else "yes",
                 }
             )
-    _table(rows, ["profile", "stage", "on", "backend", "model", "runs here"])
+    _table(rows, ["profile", "stage", "on", "backend", "model", "hears", "runs here"])
+    _out()
+    _out(
+        "Better speech models for a CPU with internet (warmed from the hub once): "
+        "faster-whisper-small, or faster-whisper-large-v3-turbo with compute_type int8. "
+        "Copy profiles/cpu.yaml to my.yaml, set stages.asr.model to one of them, then run "
+        "`voxflow warm --profile my.yaml` and `voxflow transcribe talk.mp4 --profile my.yaml`."
+    )
     return 0
+
+
+def _hears(spec, catalog) -> str:
+    """What a profile's speech model hears, and where it detects the language."""
+    from tasks.registry import backend_class
+    from voxflow.errors import VoxflowError
+
+    languages = catalog[spec.model].languages if spec.model in catalog else ()
+    if languages:
+        return f"{', '.join(languages)} only"
+    try:
+        per_window = backend_class("asr", spec.backend).detects_language
+    except (VoxflowError, ImportError):
+        per_window = False
+    return "99 languages, " + ("detected per window" if per_window else "detected once per file")
 
 
 def models(args: argparse.Namespace) -> int:

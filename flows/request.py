@@ -24,7 +24,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from blocks.volume import Volume
-from profiles import Profile, load_profile, resolve_profile
+from profiles import Profile, list_profiles, load_catalog, load_profile, resolve_profile
 from tasks.asr import speech_language
 from tasks.diarize import SpeakerCount
 from tasks.extract import check_media_path
@@ -104,6 +104,7 @@ class RunRequest(BaseModel):
         profile = with_separation(
             with_diarization(load_profile(name), self.diarize, count), self.separate
         )
+        check_heard_language(profile, language)
         formats = parse_formats(self.formats or self.default_formats())
         rules = subtitle_rules(profile, self.subtitle_rules, self.fps)
         request = self.model_copy(update={**changes, "profile": name, "formats": list(formats)})
@@ -309,3 +310,32 @@ def takes(model: type[BaseModel]) -> Callable[[Fn], Fn]:
         return fn
 
     return attach
+
+
+def check_heard_language(profile: Profile, language: str | None) -> None:
+    """Refuse, before any work, a spoken language the profile's speech model cannot hear.
+
+    Raises:
+        BadInput: ``language`` is set and the ASR model's catalog entry lists the languages
+            it hears (an English-only Whisper: ``[en]``) without it; the message names those
+            and the profiles whose model hears it.
+    """
+    asr = profile.stages.get("asr")
+    if not language or asr is None or not asr.model:
+        return
+    catalog = load_catalog()
+    heard = catalog[asr.model].languages
+    if not heard or language in heard:
+        return
+    others = []
+    for name in list_profiles():
+        other = load_profile(name).stages.get("asr")
+        if other is not None and other.model in catalog:
+            if not catalog[other.model].languages or language in catalog[other.model].languages:
+                others.append(name)
+    hint = f"use --profile {' or '.join(others)}" if others else "use a multilingual model"
+    raise BadInput(
+        f"the {profile.name} profile's speech model {asr.model} hears only "
+        f"{', '.join(heard)}, and --language {language} was asked for; {hint} "
+        "(see `voxflow profiles`), or leave --language out"
+    )

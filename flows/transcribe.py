@@ -16,7 +16,7 @@ from flows.runtime import gpu_slot, ready_or_warm
 from tasks.asr.stage import recognise
 from tasks.diarize.stage import diarize_speakers
 from tasks.extract.stage import extract
-from tasks.guard.stage import guard_transcript
+from tasks.guard.stage import check_heard, guard_transcript
 from tasks.job import Job, StageResult, prepare_job, transcript_preview, write_run_record
 from tasks.separate.stage import separate_voice
 from tasks.subtitles.stage import write_subtitles
@@ -84,7 +84,9 @@ def transcribe_job(job: Job, run: Run, ready: dict[str, ReadyStage]) -> Transcri
         speech = detect_speech(job, chosen.stages["vad"], ready["vad"], audio)
         text = recognise(job, chosen.stages["asr"], ready["asr"], audio, speech, run.language)
         vocals = audio if "separate" in ready else None
-        guarded = guard_transcript(job, text, speech, vocals, run.guard)
+        asr = (chosen.stages["asr"], ready["asr"])
+        guarded = guard_transcript(job, text, speech, vocals, run.guard, audio, asr)
+        check_heard(job, speech, guarded, chosen.name, run.volume.root)
         stages += [speech, text, guarded]
         text = guarded
         if "diarize" in ready:
@@ -94,6 +96,7 @@ def transcribe_job(job: Job, run: Run, ready: dict[str, ReadyStage]) -> Transcri
             stages.append(text)
     written = write_subtitles(job, text, run.formats, run.rules)
 
+    final = Transcript.load(text.result["path"])
     transcribing = {stage: found for stage, found in ready.items() if stage != "translate"}
     record = write_run_record(
         job,
@@ -105,10 +108,11 @@ def transcribe_job(job: Job, run: Run, ready: dict[str, ReadyStage]) -> Transcri
         flow_run_id=flow_run.id,
         subtitles=written["check"],
         guard=guarded.result["guard"],
+        languages=final.languages(),
     )
     create_markdown_artifact(
         key="transcript-preview",
-        markdown=transcript_preview(job, Transcript.load(text.result["path"]).text, record),
+        markdown=transcript_preview(job, final.text, record),
         description=f"transcript of {job.stem}",
     )
     return Transcribed(job, text, record)

@@ -34,7 +34,7 @@ from filelock import FileLock, Timeout
 
 from tasks.extract import content_hash
 from voxflow.atomic import write_json, write_text
-from voxflow.errors import BadInput, NoAudioStream, NotMedia, VoxflowError
+from voxflow.errors import BadInput, NoAudioStream, NothingHeard, NotMedia, VoxflowError
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +55,11 @@ MEDIA_SUFFIXES = frozenset(
 )
 """Suffixes of the audio and video files the inbox takes; anything else is left where it is."""
 
-FILE_FAULTS: tuple[type[BaseException], ...] = (NotMedia, NoAudioStream)
-"""Failures of a file itself, which send it to quarantine. Anything else (a full disk, a cold
-volume, GPU memory, a bug) is the machine's: it fails the run and leaves the file in the inbox
-for the next run."""
+FILE_FAULTS: tuple[type[BaseException], ...] = (NotMedia, NoAudioStream, NothingHeard)
+"""Failures of a file itself, which send it to quarantine (with a note of why): it cannot be
+decoded, or it holds speech the profile kept no words of (another language for an English-only
+model, babble). Anything else (a full disk, a cold or damaged volume, GPU memory, a bug) is
+the machine's: it fails the run and leaves the file in the inbox for the next run."""
 
 
 def is_file_fault(error: BaseException) -> bool:

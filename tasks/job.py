@@ -223,6 +223,7 @@ def write_run_record(
     flow_run_id: str | None = None,
     subtitles: dict[str, Any] | None = None,
     guard: dict[str, Any] | None = None,
+    languages: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """Write ``run.json``: profile, models with revisions, seconds per stage, real-time factor.
 
@@ -259,6 +260,7 @@ def write_run_record(
         "outputs": outputs,
         "subtitles": subtitles,
         "guard": guard,
+        "languages": languages,
     }
     save_json(job, job.records / "run.json", record, "run.json")
     return record

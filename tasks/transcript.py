@@ -47,6 +47,11 @@ class Segment:
         no_speech_prob: The decoder's probability that the window held no speech, likewise.
         flag: Why the hallucination guard took this segment for made-up text (None: it did
             not); a flagged segment stays in the JSON and leaves the subtitles and text.
+        language: The spoken language of this segment (ISO 639-1), as the model detected it
+            for the window it was decoded in (or as the run forced it).
+        language_probability: The model's probability for that language (None: forced, or a
+            model that cannot detect).
+        repair: How the guard's repair decoded this segment again, when it did.
     """
 
     start: float
@@ -57,6 +62,9 @@ class Segment:
     avg_logprob: float | None = None
     no_speech_prob: float | None = None
     flag: str | None = None
+    language: str | None = None
+    language_probability: float | None = None
+    repair: str | None = None
 
 
 @dataclass(frozen=True)
@@ -87,6 +95,15 @@ class Transcript:
             return self.segments
         return tuple(s for s in self.segments if s.flag is None)
 
+    def languages(self) -> dict[str, float]:
+        """Seconds of shown speech per language, most first (segments without one count as
+        the transcript's)."""
+        seconds: dict[str, float] = {}
+        for s in self.shown():
+            code = s.language or self.language
+            seconds[code] = seconds.get(code, 0.0) + max(0.0, s.end - s.start)
+        return {k: round(v, 3) for k, v in sorted(seconds.items(), key=lambda kv: -kv[1])}
+
     def to_dict(self) -> dict[str, Any]:
         """Plain data for JSON."""
         return asdict(self)
@@ -104,6 +121,9 @@ class Transcript:
                 avg_logprob=s.get("avg_logprob"),
                 no_speech_prob=s.get("no_speech_prob"),
                 flag=s.get("flag"),
+                language=s.get("language"),
+                language_probability=s.get("language_probability"),
+                repair=s.get("repair"),
             )
             for s in data.get("segments", ())
         )

@@ -9,9 +9,11 @@ import shutil
 import string
 import subprocess
 import sys
+import wave
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -84,6 +86,23 @@ def speak(text: str, dest: Path, voice: str = "en-us", rate: int = 150) -> Path:
         pytest.fail("espeak-ng is missing: run scripts/system-deps.sh (apt-get install espeak-ng)")
     subprocess.run(["espeak-ng", "-v", voice, "-s", str(rate), "-w", str(dest), text], check=True)
     return dest
+
+
+def read_wav(path: Path) -> tuple[np.ndarray, int]:
+    """A 16-bit PCM WAV (what espeak-ng writes) as float32 samples, and its rate."""
+    with wave.open(str(path)) as f:
+        data = np.frombuffer(f.readframes(f.getnframes()), np.int16).astype(np.float32) / 32768
+        return data, f.getframerate()
+
+
+def write_wav(path: Path, audio: np.ndarray, rate: int) -> Path:
+    """Write mono float32 samples as a 16-bit PCM WAV; return the path."""
+    with wave.open(str(path), "wb") as f:
+        f.setnchannels(1)
+        f.setsampwidth(2)
+        f.setframerate(rate)
+        f.writeframes((np.clip(audio, -1, 1) * 32767).astype(np.int16).tobytes())
+    return path
 
 
 @pytest.fixture(scope="session")

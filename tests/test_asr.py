@@ -143,9 +143,21 @@ def test_no_speech_spans_give_an_empty_transcript_that_knows_the_duration(asr):
     assert result.duration == pytest.approx(3.0)
 
 
-def test_asking_an_english_only_model_for_french_is_refused(asr, speech):
+@pytest.fixture(scope="module")
+def english_asr(tmp_path_factory) -> AsrBackend:
+    """The cpu-en profile's English-only tiny.en, warmed into a volume of its own."""
+    from blocks.volume import Volume
+    from profiles import load_profile
+
+    spec = load_profile("cpu-en").stages["asr"]
+    store = Volume(root=str(tmp_path_factory.mktemp("english")))
+    store.warm(load_catalog()[spec.model])
+    return load_backend(spec, store.locate(load_catalog()[spec.model]))
+
+
+def test_asking_an_english_only_model_for_french_is_refused(english_asr, speech):
     with pytest.raises(BadInput, match="English-only") as e:
-        asr.transcribe(speech, [SpeechSpan(0.0, 1.0)], language="fr")
+        english_asr.transcribe(speech, [SpeechSpan(0.0, 1.0)], language="fr")
 
     assert "'fr'" in str(e.value)
     assert "faster-whisper-tiny.en" in str(e.value), "named by the model, not its snapshot id"

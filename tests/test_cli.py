@@ -279,7 +279,7 @@ def test_cold_store_says_which_models_and_what_to_run(env, tmp_path):
         env,
     )
     assert done.returncode == 2
-    assert "faster-whisper-tiny.en" in done.stderr
+    assert "faster-whisper-base" in done.stderr
     assert f"voxflow warm --profile cpu --store {tmp_path / 'cold'}" in done.stderr
 
 
@@ -319,8 +319,12 @@ def test_profiles_shows_backends_models_and_what_runs_here(env):
     if chosen == "cpu":  # each accelerator it passed over, and why
         assert all(f"not {kind}:" in lines[0] for kind in ("cuda", "mlx", "openvino"))
     cpu_asr = next(line for line in lines if line.split()[:2] == ["cpu", "asr"])
-    assert "faster-whisper" in cpu_asr and "faster-whisper-tiny.en" in cpu_asr
+    assert "faster-whisper" in cpu_asr and "faster-whisper-base" in cpu_asr
+    assert "99 languages, detected per window" in cpu_asr
     assert cpu_asr.rstrip().endswith("yes")
+    english = next(line for line in lines if line.split()[:2] == ["cpu-en", "asr"])
+    assert "faster-whisper-tiny.en" in english and "en only" in english
+    assert "faster-whisper-large-v3-turbo" in done.stdout, "names a better model to switch to"
     assert any(line.startswith("cuda") and "no:" in line for line in lines)
     mlx_asr = next(line for line in lines if line.split()[:2] == ["mlx", "asr"])
     if importlib.util.find_spec("mlx_whisper") is None:  # says what to install, as well
@@ -346,8 +350,9 @@ def test_models_lists_the_catalog_with_warm_state(env, warm_store):
     done = run_cli(["models", "--store", warm_store.root], env)
     assert done.returncode == 0, done.stderr
     rows = {line.split()[0]: line for line in done.stdout.splitlines()[1:]}
-    tiny = rows["faster-whisper-tiny.en"]
-    assert "warmed" in tiny and "78.1 MB" in tiny
+    base = rows["faster-whisper-base"]
+    assert "warmed" in base and "147.9 MB" in base
+    assert "cold" in rows["faster-whisper-tiny.en"], "the session warms the cpu profile only"
     assert "cold" in rows["faster-whisper-large-v3"]
 
 
@@ -367,7 +372,7 @@ def test_warm_verify_corrupt_repair_cycle(env, tmp_path):
     blob.write_bytes(bytes(data))
     done = run_cli(["verify", "--profile", "cpu", "--store", str(store), "--deep"], env)
     assert done.returncode == 1
-    assert "faster-whisper-tiny.en" in done.stdout and "model.bin" in done.stdout
+    assert "faster-whisper-base" in done.stdout and "model.bin" in done.stdout
     assert f"voxflow warm --profile cpu --store {store}" in done.stdout
 
     # A plain warm repairs it: verify noted the bad file, and the blob changed after its manifest.

@@ -281,7 +281,7 @@ hub-whisper-tiny.en:
   size_mb: 78
 """
         )
-        profile = (ROOT / "profiles" / "cpu.yaml").read_text()
+        profile = (ROOT / "profiles" / "cpu-en.yaml").read_text()
         profile = profile.replace("model: silero-vad-v6", "model: hub-silero-vad")
         profile = profile.replace("model: faster-whisper-tiny.en", "model: hub-whisper-tiny.en")
         (folder / "hub.yaml").write_text(profile)

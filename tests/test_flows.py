@@ -56,7 +56,7 @@ def sample_run(warm_store, tmp_path_factory):
 def test_warm_cache_warms_load_checks_and_publishes_a_table(tmp_path):
     rows = warm_cache(profile="cpu", store=str(tmp_path / "models"))
 
-    assert {r["model"] for r in rows} == {"silero-vad-v6", "faster-whisper-tiny.en"}
+    assert {r["model"] for r in rows} == {"silero-vad-v6", "faster-whisper-base"}
     assert all(r["status"] == "warmed" and r["load_check"].startswith("ok") for r in rows)
     again = warm_cache(profile="cpu", store=str(tmp_path / "models"), load_checks=False)
     assert {r["status"] for r in again} == {"present"}
@@ -66,7 +66,7 @@ def test_warm_cache_artifact_can_be_read_back(tmp_path):
     warm_cache(profile="cpu", store=str(tmp_path / "models"), load_checks=False)
     artifact = read_artifact("model-cache-cpu")
     assert artifact is not None and artifact.type == "table"
-    assert "faster-whisper-tiny.en" in json.dumps(artifact.data)
+    assert "faster-whisper-base" in json.dumps(artifact.data)
 
 
 def test_warm_progress_lines_reach_the_task_runs_log(tmp_path, recwarn, caplog):
@@ -106,9 +106,11 @@ def test_transcribe_writes_every_format_and_a_run_record(sample_run):
     assert on_disk["profile"] == "cpu"
     assert on_disk["models"]["asr"] == {
         "backend": "faster-whisper",
-        "model": "faster-whisper-tiny.en",
-        "revision": "0.1.0",
+        "model": "faster-whisper-base",
+        "revision": "1.0.0",
     }
+    assert on_disk["languages"] and list(on_disk["languages"])[0] == "en"
+    assert on_disk["guard"]["repair"]["windows"] >= 0
     assert set(on_disk["stages"]) == {"extract", "vad", "asr", "guard"}
     assert 20 < on_disk["audio_seconds"] < 40 and 0 < on_disk["real_time_factor"] < 1
 
@@ -184,7 +186,7 @@ def test_cold_store_fails_at_preflight_naming_models_and_command(tmp_path):
             output_dir=str(tmp_path / "out"),
         )
     message = str(err.value)
-    assert "faster-whisper-tiny.en" in message and "silero-vad-v6" in message
+    assert "faster-whisper-base" in message and "silero-vad-v6" in message
     assert "voxflow warm --profile cpu" in message
     assert not (tmp_path / "out").exists()  # nothing was started
 
@@ -253,5 +255,5 @@ def test_warm_fails_when_a_cached_model_does_not_load(tmp_path):
     with pytest.raises(WarmFailed) as err:
         warm_cache(profile="cpu", store=str(store))
     message = str(err.value)
-    assert "asr/faster-whisper (faster-whisper-tiny.en) does not load offline" in message
+    assert "asr/faster-whisper (faster-whisper-base) does not load offline" in message
     assert "voxflow warm --profile cpu" in message

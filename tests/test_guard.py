@@ -106,6 +106,7 @@ def test_compression_ratio_of_short_text_is_low(text):
     assert compression_ratio(text) < 2.4
 
 
+@pytest.mark.usefixtures("prefect_api")
 def test_speech_between_tones_noise_and_silence_gives_no_words_in_those_stretches(
     warm_store, tmp_path
 ):

@@ -111,8 +111,16 @@ def test_cpu_profile_runs_vad_then_asr_on_shipped_models() -> None:
     assert profile.stages["vad"].backend == "silero"
     assert profile.stages["asr"].backend == "faster-whisper"
     assert profile.stages["asr"].options["compute_type"] == "int8"
-    assert profile.models() == ["silero-vad-v6", "faster-whisper-tiny.en"]
+    assert profile.models() == ["silero-vad-v6", "faster-whisper-base"]
     assert not profile.stages["translate"].enabled
+    assert load_catalog()["faster-whisper-base"].languages == (), "multilingual"
+
+
+def test_the_english_only_profile_keeps_tiny_en_for_speed() -> None:
+    profile = load_profile("cpu-en")
+
+    assert profile.models() == ["silero-vad-v6", "faster-whisper-tiny.en"]
+    assert load_catalog()["faster-whisper-tiny.en"].languages == ("en",)
 
 
 def test_cuda_profile_loads_pyannote_sub_models_for_preflight() -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import re
-import wave
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +29,7 @@ from tiny_models import (
 )
 
 from blocks.volume import Volume
-from conftest import cli_env, run_cli, speak
+from conftest import cli_env, run_cli, speak, write_wav
 from profiles import StageSpec, load_catalog, load_profile
 from tasks.diarize import Diarization, SpeakerCount
 from tasks.extract import SAMPLE_RATE, extract_audio, load_wav
@@ -102,13 +101,7 @@ def two_voices(tmp_path_factory) -> Path:
         parts.append(load_wav(extract_audio(str(raw), folder / f"part{i}.wav").path))
         parts.append(np.zeros(SAMPLE_RATE // 2, dtype=np.float32))
     audio = np.concatenate(parts)
-    dest = folder / "two-voices.wav"
-    with wave.open(str(dest), "wb") as f:
-        f.setnchannels(1)
-        f.setsampwidth(2)
-        f.setframerate(SAMPLE_RATE)
-        f.writeframes((np.clip(audio, -1, 1) * 32767).astype(np.int16).tobytes())
-    return dest
+    return write_wav(folder / "two-voices.wav", audio, SAMPLE_RATE)
 
 
 def _located(store: Volume, name: str) -> Path:

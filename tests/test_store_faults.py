@@ -290,14 +290,15 @@ def test_preflight_refuses_a_model_whose_files_do_not_match_and_says_how_to_repa
     profile = load_profile("cpu")
     for name in profile.models():
         store.warm(catalog[name])
-    tokenizer = store.locate(catalog["faster-whisper-tiny.en"]) / "tokenizer.json"
+    asr = profile.stages["asr"].model
+    tokenizer = store.locate(catalog[asr]) / "tokenizer.json"
     tokenizer.resolve().write_bytes(b"{}")
 
     with pytest.raises(ModelNotWarmed) as caught:
         preflight(profile, store)
 
     message = str(caught.value)
-    assert "faster-whisper-tiny.en" in message and "tokenizer.json is 2 bytes" in message
+    assert asr in message and "tokenizer.json is 2 bytes" in message
     assert f"voxflow warm --profile cpu --store {store.root}" in message
-    assert store.warm(catalog["faster-whisper-tiny.en"]).status == "warmed"
+    assert store.warm(catalog[asr]).status == "warmed"
     assert set(preflight(profile, store)) >= {"vad", "asr"}

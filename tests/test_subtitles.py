@@ -254,7 +254,8 @@ def test_vtt_escapes_markup_characters() -> None:
 
 def test_json_keeps_the_transcript(small: Transcript) -> None:
     data = json.loads(to_json(small))
-    assert set(data) == {"language", "duration", "text", "model", "segments"}
+    assert set(data) == {"language", "languages", "duration", "text", "model", "segments"}
+    assert data["languages"] == {"en": 1.25 + 1.125}  # seconds of its segments
     assert data["text"] == "Hello there. Bye."
     assert data["model"] == {"name": "tiny.en", "backend": "test"}
     assert data["segments"][0] == {
@@ -266,6 +267,8 @@ def test_json_keeps_the_transcript(small: Transcript) -> None:
             {"start": 1.25, "end": 1.75, "text": "Hello", "probability": 0.9},
             {"start": 1.875, "end": 2.5, "text": "there.", "probability": 0.8},
         ],
+        "language": "en",
+        "language_probability": None,
     }
 
 

@@ -208,7 +208,29 @@ def test_translating_a_transcript_keeps_timing_and_speakers(tiny_translation_mod
         (1.5, 4.2, "SPEAKER_01"),
     ]
     assert all(s.text and not s.words for s in out.segments)
-    assert out.model == {"name": "tiny.en", "translation": {"source_language": "en"}}
+    assert out.model == {
+        "name": "tiny.en",
+        "translation": {"source_language": "en", "source_languages": ["en"]},
+    }
+
+
+def test_each_segment_is_translated_from_its_own_language(tiny_translation_models):
+    impl = backend(tiny_translation_models, "tiny-nllb-ct2-int8", "ctranslate2")
+    transcript = Transcript(
+        language="en",
+        duration=5.0,
+        segments=(
+            Segment(0.0, 1.0, "The fox.", language="en"),
+            Segment(1.5, 4.2, "El zorro.", language="es"),
+            Segment(4.3, 4.9, "Le renard.", language="fr"),
+        ),
+    )
+
+    out = translate_transcript(impl, transcript, "fra")
+
+    assert out.model["translation"]["source_languages"] == ["en", "es", "fr"]
+    assert out.segments[2].text == "Le renard.", "a segment already in the target stays as said"
+    assert all(s.language == "fr" for s in out.segments)
 
 
 def test_a_ct2_folder_without_its_tokenizer_is_refused_naming_the_files(

@@ -23,7 +23,7 @@ def shared_volume(prefect_api, tmp_path_factory):
     """Three `voxflow warm` processes started at once on one empty volume."""
     store = tmp_path_factory.mktemp("shared") / "models"
     env = cli_env(prefect_api)
-    command = [sys.executable, "-m", "flows.cli", "warm", "--profile", "cpu", "--no-load-check"]
+    command = [sys.executable, "-m", "flows.cli", "warm", "--profile", "cpu-en", "--no-load-check"]
     procs = [
         subprocess.Popen(
             [*command, "--store", str(store)],
@@ -47,7 +47,7 @@ def test_three_warmers_at_once_all_succeed_and_copy_each_file_once(shared_volume
         copiers = [out for out in outputs if f"copied {file}" in out]
         assert len(copiers) == 1, f"{file} was copied by {len(copiers)} warmers"
     assert not list(store.rglob("*.incomplete")) and not list(store.rglob("*.tmp"))
-    done = run_cli(["verify", "--profile", "cpu", "--store", str(store), "--deep"], env)
+    done = run_cli(["verify", "--profile", "cpu-en", "--store", str(store), "--deep"], env)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.count("sha256 checked") == 2
 
@@ -55,18 +55,18 @@ def test_three_warmers_at_once_all_succeed_and_copy_each_file_once(shared_volume
 def test_cache_report_shows_models_volume_and_what_a_profile_lacks(shared_volume, env):
     store = shared_volume[0]
     assert (
-        run_cli(["verify", "--profile", "cpu", "--store", str(store), "--deep"], env).returncode
+        run_cli(["verify", "--profile", "cpu-en", "--store", str(store), "--deep"], env).returncode
         == 0
     )
 
-    done = run_cli(["cache", "report", "--profile", "cpu", "--store", str(store)], env)
+    done = run_cli(["cache", "report", "--profile", "cpu-en", "--store", str(store)], env)
     assert done.returncode == 0, done.stderr
     rows = {line.split()[0]: line for line in done.stdout.splitlines()}
     tiny = rows["faster-whisper-tiny.en"]
     assert "asr model" in tiny and "warmed" in tiny and "78.1" in tiny and "0.1.0" in tiny
     assert "ok (sha256)" in tiny
     assert "models use 79" in done.stdout and "GB free" in done.stdout
-    assert "profile cpu: every model is warmed" in done.stdout
+    assert "profile cpu-en: every model is warmed" in done.stdout
 
     done = run_cli(["cache", "report", "--profile", "cuda", "--store", str(store)], env)
     assert done.returncode == 0, done.stderr
@@ -104,7 +104,7 @@ def test_cache_prune_lists_then_removes_only_what_no_profile_references(
     assert done.returncode == 0, done.stderr
     assert not any(p.exists() for p in junk)
     assert (
-        run_cli(["verify", "--profile", "cpu", "--store", str(volume), "--deep"], env).returncode
+        run_cli(["verify", "--profile", "cpu-en", "--store", str(volume), "--deep"], env).returncode
         == 0
     )
     again = run_cli(["cache", "prune", "--store", str(volume)], env)
@@ -125,7 +125,7 @@ def test_warm_of_a_gated_hub_model_with_a_token_loads_offline_and_never_shows_it
     catalog = tmp_path / "catalog.yaml"
     profile = tmp_path / "hubcpu.yaml"
     store = tmp_path / "models"
-    cpu = (ROOT / "profiles" / "cpu.yaml").read_text()
+    cpu = (ROOT / "profiles" / "cpu-en.yaml").read_text()
     profile.write_text(cpu.replace("model: faster-whisper-tiny.en", "model: hub-tiny-en"))
     with HubServer() as hub:
         commit = hub.add_repo("voxflow-test/tiny.en", {f: tiny / f for f in files}, token=TOKEN)
@@ -191,7 +191,7 @@ def test_warm_mirror_flag_copies_from_a_mirror_when_the_sources_are_gone(env, tm
         "  format: onnx\n"
     )
     env = dict(env, VOXFLOW_CATALOG=str(catalog))
-    warm = ["warm", "--profile", "cpu", "--store", str(tmp_path / "models")]
+    warm = ["warm", "--profile", "cpu-en", "--store", str(tmp_path / "models")]
 
     without = run_cli([*warm, "--no-load-check"], env)
     assert without.returncode == 1 and "/nonexistent/" in without.stderr
@@ -202,7 +202,7 @@ def test_warm_mirror_flag_copies_from_a_mirror_when_the_sources_are_gone(env, tm
     assert done.returncode == 0, done.stdout + done.stderr
     assert "faster-whisper-tiny.en" in done.stdout and "ok (" in done.stdout  # loads offline
     verify = run_cli(
-        ["verify", "--profile", "cpu", "--store", str(tmp_path / "models"), "--deep"], env
+        ["verify", "--profile", "cpu-en", "--store", str(tmp_path / "models"), "--deep"], env
     )
     assert verify.returncode == 0, verify.stdout + verify.stderr
 

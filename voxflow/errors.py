@@ -280,3 +280,22 @@ class ModelLoadFailed(BadModel):
             f"`voxflow verify --deep{where}` to find them, then `voxflow warm{where}` to fetch "
             "them again",
         )
+
+
+class NothingHeard(VoxflowError):
+    """A run whose VAD found speech kept no words: never an empty success.
+
+    Attributes:
+        media: The media file.
+        speech_seconds: Seconds of speech the VAD found.
+        why: Why nothing was kept, in a few words, and what to run.
+    """
+
+    def __init__(self, media: str, speech_seconds: float, why: str) -> None:
+        self.media = str(media)
+        self.speech_seconds = speech_seconds
+        self.why = why
+        super().__init__(
+            f"{self.media}: voice activity detection found {speech_seconds:.1f} s of speech, "
+            f"but the transcript kept no words: {why}"
+        )

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from abc import abstractmethod
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from typing import ClassVar
 
 import numpy as np
 
@@ -16,9 +18,13 @@ from voxflow.errors import BadInput
 __all__ = [
     "WHISPER_LANGUAGES",
     "AsrBackend",
+    "Detected",
     "check_language",
     "decode_windows",
     "group_spans",
+    "language_runs",
+    "main_language",
+    "smooth_languages",
     "speech_language",
     "split_long_spans",
     "split_sentences",
@@ -28,10 +34,83 @@ WHISPER_WINDOW_S = 30.0
 """The longest audio Whisper's decoder takes at once; the batched pipelines cut the rest."""
 
 
+LOW_LANGUAGE_PROBABILITY = 0.5
+"""Below this, a detected language is reported as uncertain (still transcribed in it)."""
+
+MIXED_LANGUAGE_PROBABILITY = 0.8
+"""A window detected with less than this, made of several speech spans, is detected again
+span by span: it may hold a change of language."""
+
+
+SWITCH_PENALTY = math.log(0.2)
+"""Log-odds a change of language between neighbouring speech spans costs in
+:func:`smooth_languages`: a lone uncertain span does not flip the language, a sentence
+the model is sure of does."""
+
+
+@dataclass(frozen=True)
+class Detected:
+    """The language a model heard in one window, and its probability (None: forced).
+
+    Attributes:
+        candidates: The model's likeliest languages with their probabilities, best first.
+    """
+
+    language: str
+    probability: float | None = None
+    candidates: tuple[tuple[str, float], ...] = ()
+
+
+def smooth_languages(found: list[Detected]) -> list[Detected]:
+    """The languages of consecutive speech spans, chosen together (Viterbi): each span's
+    log-probability of a language, less :data:`SWITCH_PENALTY` for each change.
+
+    A short span is detected less surely than a whole window; choosing the spans' languages
+    together keeps one unsure span inside a run of another language from being decoded in a
+    language nobody spoke, and still starts a new run where several spans agree.
+    """
+    if len(found) < 2:
+        return found
+    languages = sorted({code for d in found for code, _ in d.candidates or [(d.language, 1.0)]})
+
+    def logp(d: Detected, code: str) -> float:
+        probs = dict(d.candidates) or {d.language: 1.0}
+        return math.log(max(probs.get(code, 0.0), 1e-3))
+
+    score = {code: logp(found[0], code) for code in languages}
+    back: list[dict[str, str]] = []
+    for d in found[1:]:
+        best = max(score, key=score.__getitem__)
+        step: dict[str, str] = {}
+        nxt: dict[str, float] = {}
+        for code in languages:
+            stay, switch = score[code], score[best] + SWITCH_PENALTY
+            step[code] = code if stay >= switch else best
+            nxt[code] = max(stay, switch) + logp(d, code)
+        back.append(step)
+        score = nxt
+    path = [max(score, key=score.__getitem__)]
+    for step in reversed(back):
+        path.append(step[path[-1]])
+    path.reverse()
+    return [
+        Detected(code, round(dict(d.candidates).get(code, 0.0), 4), d.candidates)
+        for code, d in zip(path, found, strict=True)
+    ]
+
+
 class AsrBackend(Backend):
-    """A speech recogniser."""
+    """A speech recogniser.
+
+    Attributes:
+        detects_language: Whether the backend detects the language per window itself
+            (``voxflow profiles`` says so for each).
+        multilingual: Whether the loaded model hears more than English.
+    """
 
     stage = "asr"
+    detects_language: ClassVar[bool] = True
+    multilingual: bool = True
 
     @abstractmethod
     def transcribe(
@@ -42,6 +121,20 @@ class AsrBackend(Backend):
         ``audio`` may be a :class:`tasks.extract.Wav`, which reads only the slices taken of
         it: a backend slices out what it decodes, so a long recording is never read whole.
         """
+
+    def redecode(
+        self, audio: np.ndarray, pieces: list[SpeechSpan], language: str | None
+    ) -> list[Segment]:
+        """Decode each piece of audio on its own, for the guard's repair: segments in the
+        recording's time, each inside its piece.
+
+        Backends with a sequential decoder override this to decode with temperature fallback
+        and no previous text as prompt; this default decodes each piece as a window of its own.
+        """
+        out: list[Segment] = []
+        for piece in pieces:
+            out += self.transcribe(audio, [piece], language).segments
+        return out
 
     def self_check(self) -> str:
         transcript = self.transcribe(test_audio(), [SpeechSpan(0.0, 1.0)], None)
@@ -114,6 +207,28 @@ def group_spans(spans: list[SpeechSpan], window: float = WHISPER_WINDOW_S) -> li
         else:
             groups.append(span)
     return groups
+
+
+def language_runs(detected: list[Detected]) -> list[tuple[Detected, list[int]]]:
+    """Consecutive windows heard in one language, as (language, window indices) runs: each
+    run is decoded with its language's token, and a change of language starts a new run."""
+    runs: list[tuple[Detected, list[int]]] = []
+    for i, found in enumerate(detected):
+        if runs and runs[-1][0].language == found.language:
+            first, members = runs[-1]
+            runs[-1] = (first, [*members, i])
+        else:
+            runs.append((found, [i]))
+    return runs
+
+
+def main_language(segments: tuple[Segment, ...] | list[Segment], default: str) -> str:
+    """The language of most seconds of the segments (``default`` when none has one)."""
+    seconds: dict[str, float] = {}
+    for s in segments:
+        if s.language and s.words or s.language and s.text:
+            seconds[s.language] = seconds.get(s.language, 0.0) + max(0.0, s.end - s.start)
+    return max(seconds, key=seconds.__getitem__) if seconds else default
 
 
 _SENTENCE_END = (".", "?", "!", "…", "。", "？", "！")

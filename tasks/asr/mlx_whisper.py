@@ -51,10 +51,13 @@ class MlxWhisperAsr(AsrBackend):
     """``mlx_whisper.transcribe`` with the VAD windows as its clip timestamps.
 
     mlx-whisper has no beam search (its decoder refuses ``beam_size``), so this backend decodes
-    greedily and offers no ``beam_size`` option.
+    greedily and offers no ``beam_size`` option. It detects the language once, on the first
+    window, and decodes the whole recording in it (``detects_language`` is False: ``voxflow
+    profiles`` says so); pass ``--language`` for a recording in another.
     """
 
     name = "mlx-whisper"
+    detects_language = False
     Options = MlxWhisperOptions
     requires = (("mlx_whisper", "mlx-whisper"),)
 

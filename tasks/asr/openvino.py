@@ -13,13 +13,19 @@ voxflow never exports: the warm flow copies a published export into the volume.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from tasks.asr import AsrBackend, check_language, decode_windows, split_sentences
+from tasks.asr import (
+    AsrBackend,
+    check_language,
+    decode_windows,
+    main_language,
+    split_sentences,
+)
 from tasks.backend import require_positive
 from tasks.extract import SAMPLE_RATE
 from tasks.transcript import Segment, SpeechSpan, Transcript, Word
@@ -119,12 +125,19 @@ class OpenVinoWhisperAsr(AsrBackend):
                 audio[int(start * SAMPLE_RATE) : int(end * SAMPLE_RATE)], dtype=np.float32
             )
             result = self.pipeline.generate(clip, **config)
-            detected = detected or _language(result)
-            segments.extend(_segments(SpeechSpan(start, end), result, opts.word_timestamps))
+            # Without a language, the pipeline detects one per call: per window.
+            heard = language or _language(result) or "en"
+            detected = detected or heard
+            segments.extend(
+                replace(s, language=heard)
+                for s in _segments(SpeechSpan(start, end), result, opts.word_timestamps)
+            )
             log.info("asr: %.0f / %.0f s", end, duration)
         segments.sort(key=lambda s: s.start)
         return Transcript(
-            language=language or detected or "en", duration=duration, segments=tuple(segments)
+            language=language or main_language(segments, detected or "en"),
+            duration=duration,
+            segments=tuple(segments),
         )
 
 

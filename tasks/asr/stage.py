@@ -10,6 +10,7 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from profiles import StageSpec
+from tasks.asr import LOW_LANGUAGE_PROBABILITY
 from tasks.extract import Wav
 from tasks.job import Job, StageResult, run_stage
 from tasks.transcript import SpeechSpan, Transcript
@@ -45,14 +46,37 @@ def recognise(
                 "revision": ready.revision,
                 "backend": spec.backend,
                 "options": dict(spec.options),
+                "multilingual": backend.multilingual,
             },
         )
+        _report_languages(transcript)
         path = transcript.save(job.records / "transcript.json")
         return {
             "path": str(path),
             "language": transcript.language,
             "segments": len(transcript.segments),
             "words": sum(len(s.words) for s in transcript.segments),
+            "languages": transcript.languages(),
         }
 
     return run_stage(job, "asr", config, speech.key, compute, outputs=lambda r: [r["path"]])
+
+
+def _report_languages(transcript: Transcript) -> None:
+    """Log the languages heard, and a warning for one the model was unsure of."""
+    seconds = transcript.languages()
+    if len(seconds) > 1:
+        log.info("asr: languages %s", ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items()))
+    unsure: dict[str, list[float]] = {}
+    for s in transcript.segments:
+        if s.language and s.language_probability is not None:
+            unsure.setdefault(s.language, []).append(s.language_probability)
+    for code, probs in unsure.items():
+        mean = sum(probs) / len(probs)
+        if mean < LOW_LANGUAGE_PROBABILITY:
+            log.warning(
+                "asr: the model is unsure the speech is %s (probability %.2f): transcribed in "
+                "it; if you know the language, pass --language",
+                code,
+                mean,
+            )

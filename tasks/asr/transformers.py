@@ -16,7 +16,15 @@ from typing import Any
 
 import numpy as np
 
-from tasks.asr import AsrBackend, check_language, decode_windows, split_sentences
+from tasks.asr import (
+    AsrBackend,
+    Detected,
+    check_language,
+    decode_windows,
+    language_runs,
+    main_language,
+    split_sentences,
+)
 from tasks.backend import require_positive
 from tasks.extract import SAMPLE_RATE
 from tasks.transcript import Segment, SpeechSpan, Transcript, Word
@@ -127,31 +135,42 @@ class TransformersWhisperAsr(AsrBackend):
             for w in windows
         ]
         if self.multilingual and not language:
-            language = self._detect_language(clips[0])
-        language = language or "en"
+            detected = self._detect_languages(clips)  # per window, so a change is heard
+        else:
+            detected = [Detected(language or "en")] * len(clips)
 
         opts = self.options
-        generate: dict[str, Any] = {"num_beams": opts.beam_size}
-        if self.multilingual:
-            generate.update(language=language, task="transcribe")
-        results = self.pipeline(
-            clips,
-            batch_size=opts.batch_size,
-            return_timestamps="word" if opts.word_timestamps else True,
-            generate_kwargs=generate,
-        )
-        per_window = [
-            _words(w, r) if opts.word_timestamps else []
-            for w, r in zip(windows, results, strict=True)
-        ]
-        if any(per_window):
-            per_window = self._with_probabilities(clips, per_window, language)
         segments: list[Segment] = []
-        for window, result, words in zip(windows, results, per_window, strict=True):
-            segments.extend(_segments(window, result, words, opts.word_timestamps))
-            log.info("asr: %.0f / %.0f s", window.end, duration)
+        for found, members in language_runs(detected):
+            run = [windows[i] for i in members]
+            run_clips = [clips[i] for i in members]
+            generate: dict[str, Any] = {"num_beams": opts.beam_size}
+            if self.multilingual:
+                generate.update(language=found.language, task="transcribe")
+            results = self.pipeline(
+                run_clips,
+                batch_size=opts.batch_size,
+                return_timestamps="word" if opts.word_timestamps else True,
+                generate_kwargs=generate,
+            )
+            per_window = [
+                _words(w, r) if opts.word_timestamps else []
+                for w, r in zip(run, results, strict=True)
+            ]
+            if any(per_window):
+                per_window = self._with_probabilities(run_clips, per_window, found.language)
+            for window, result, words in zip(run, results, per_window, strict=True):
+                segments.extend(
+                    replace(s, language=found.language, language_probability=found.probability)
+                    for s in _segments(window, result, words, opts.word_timestamps)
+                )
+                log.info("asr: %.0f / %.0f s", window.end, duration)
         segments.sort(key=lambda s: s.start)
-        return Transcript(language=language, duration=duration, segments=tuple(segments))
+        return Transcript(
+            language=main_language(segments, detected[0].language),
+            duration=duration,
+            segments=tuple(segments),
+        )
 
     def _with_probabilities(
         self, clips: list[np.ndarray], per_window: list[list[Word]], language: str
@@ -208,16 +227,31 @@ class TransformersWhisperAsr(AsrBackend):
             ids += [generation.lang_to_id[f"<|{language}|>"], generation.task_to_id["transcribe"]]
         return ids + [generation.no_timestamps_token_id]
 
-    def _detect_language(self, clip: np.ndarray) -> str:
+    def _detect_languages(self, clips: list[np.ndarray]) -> list[Detected]:
+        """The model's language detection on each clip, with its probability: the decoder's
+        first step after the start token, over the language tokens only, a batch at a time."""
         import torch
 
-        features = self.processor.feature_extractor(
-            clip, sampling_rate=SAMPLE_RATE, return_tensors="pt"
-        ).input_features
-        features = features.to(self.model.device, dtype=self.model.dtype)
-        with torch.inference_mode():
-            token_id = int(self.model.detect_language(features)[0])
-        return self._id_to_language.get(token_id, "en")
+        generation = self.model.generation_config
+        ids = sorted(self._id_to_language)
+        found: list[Detected] = []
+        for first in range(0, len(clips), self.options.batch_size):
+            batch = clips[first : first + self.options.batch_size]
+            features = self.processor.feature_extractor(
+                batch, sampling_rate=SAMPLE_RATE, return_tensors="pt"
+            ).input_features
+            features = features.to(self.model.device, dtype=self.model.dtype)
+            start = torch.full((len(batch), 1), generation.decoder_start_token_id)
+            with torch.inference_mode():
+                logits = self.model(
+                    input_features=features, decoder_input_ids=start.to(self.model.device)
+                ).logits[:, -1, ids]
+            probs = logits.float().softmax(-1).cpu().numpy()
+            for row in probs:
+                order = np.argsort(row)[::-1][:5]
+                top = tuple((self._id_to_language[ids[k]], round(float(row[k]), 4)) for k in order)
+                found.append(Detected(top[0][0], top[0][1], top))
+        return found
 
 
 def _pieces(window: SpeechSpan, duration: float) -> list[SpeechSpan]:

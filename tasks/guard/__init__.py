@@ -48,6 +48,13 @@ class GuardOptions:
         speech_pad: Seconds around each speech span that still count as speech.
         silent_vocals_db: Flag a segment whose vocals are this many dB under the speech's.
         keep_flagged: Keep flagged text in subtitles and plain text (it is always in the JSON).
+        repair: Decode again the windows whose text failed (:mod:`tasks.guard.repair`).
+        repair_logprob: A repaired piece still scored below this mean log-probability after
+            every temperature is flagged (Whisper's own fallback threshold).
+        min_words_per_second: A window of 3 s or more of speech with fewer shown words per
+            second of speech than this is repaired too (speech runs at 2 to 3 words a second).
+        pause_s: The shortest quiet stretch a repair cuts a window at.
+        pause_db: How far under the window's loud level (dB) counts as quiet.
     """
 
     max_compression_ratio: float = 2.4
@@ -59,6 +66,11 @@ class GuardOptions:
     speech_pad: float = 0.2
     silent_vocals_db: float = -20.0
     keep_flagged: bool = False
+    repair: bool = True
+    repair_logprob: float = -1.0
+    min_words_per_second: float = 0.5
+    pause_s: float = 0.1
+    pause_db: float = 30.0
 
 
 @dataclass(frozen=True)

@@ -106,6 +106,7 @@ def to_json(transcript: Transcript) -> str:
     """Render JSON with the transcript's language, duration, text, model and segments."""
     data = {
         "language": transcript.language,
+        "languages": transcript.languages(),
         "duration": transcript.duration,
         "text": transcript.text,
         "model": transcript.model,
@@ -126,8 +127,11 @@ def to_json(transcript: Transcript) -> str:
                     }
                     for w in s.words
                 ],
+                "language": s.language or transcript.language,
+                "language_probability": s.language_probability,
                 # flagged text stays here with the guard's reason, out of the subtitles
                 **({"flag": s.flag} if s.flag else {}),
+                **({"repair": s.repair} if s.repair else {}),
             }
             for s in transcript.segments
         ],

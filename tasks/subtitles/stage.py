@@ -4,6 +4,7 @@ subtitle check's figures for ``run.json``."""
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from tasks.job import Job, StageResult, room_for
 from tasks.subtitles import make_cues, write_outputs
 from tasks.subtitles.check import lint, summary
 from tasks.subtitles.rules import RuleSet, rules_for_language
-from tasks.transcript import Transcript
+from tasks.transcript import Segment, Transcript
 
 log = logging.getLogger(__name__)
 
@@ -34,13 +35,20 @@ def write_subtitles(
 def write_files(
     job: Job, transcript: StageResult, stem: str, formats: tuple[str, ...], rules: RuleSet
 ) -> dict[str, Any]:
-    """Write one transcript's files as ``<stem>.<fmt>``, under the rule set of its language."""
+    """Write one transcript's files as ``<stem>.<fmt>``, each run of segments in one language
+    under the rule set of that language (a transcript that changes language changes sets)."""
     text = Transcript.load(Path(transcript.result["path"]))
-    rules = rules_for_language(rules, text.language)
-    cues = make_cues(text, rules)  # once, for every format and the check
+    main = rules_for_language(rules, text.language)
+    cues: list = []
+    faults: list = []
+    for run_rules, segments in _rule_runs(text, rules):
+        run = make_cues(replace(text, segments=segments), run_rules)
+        faults += [replace(v, cue=v.cue + len(cues)) for v in lint(run, run_rules)]
+        cues += run  # once, for every format and the check
     with room_for(job, f"the {text.language} subtitles"):
-        paths = write_outputs(text, job.path, stem, formats, rules, cues)
-    check = summary(cues, lint(cues, rules), rules)
+        paths = write_outputs(text, job.path, stem, formats, main, cues)
+    rules = main
+    check = summary(cues, faults, rules)
     if check["violations"]:
         log.info(
             "subtitles %s: %d of %d cues break a %s rule that no layout could keep (%s)",
@@ -51,3 +59,15 @@ def write_files(
             ", ".join(f"{rule} {len(cues)}" for rule, cues in check["by_rule"].items()),
         )
     return {"outputs": {fmt: str(p) for fmt, p in paths.items()}, "check": check}
+
+
+def _rule_runs(text: Transcript, rules: RuleSet) -> list[tuple[RuleSet, tuple[Segment, ...]]]:
+    """Consecutive segments whose languages share a rule set, with that set."""
+    runs: list[tuple[RuleSet, tuple[Segment, ...]]] = []
+    for segment in text.segments:
+        own = rules_for_language(rules, segment.language or text.language)
+        if runs and runs[-1][0] == own:
+            runs[-1] = (own, (*runs[-1][1], segment))
+        else:
+            runs.append((own, (segment,)))
+    return runs or [(rules_for_language(rules, text.language), ())]

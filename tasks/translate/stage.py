@@ -39,22 +39,34 @@ def translate_transcript(
         backend: A loaded translation backend.
         transcript: What ASR (and diarization) produced.
         target: The language wanted (any code :func:`lookup` accepts).
-        source: The transcript's language when it is not the one ASR recorded.
+        source: The spoken language when it is not the one ASR recorded (it then holds for
+            every segment); else each segment is translated from its own language.
 
     Raises:
         BadInput: The model does not translate the pair.
     """
     src, tgt = backend.languages.pair(source or transcript.language, target)
-    texts = backend.translate([s.text for s in transcript.segments], src.code, tgt.code)
+    by_source: dict[str, list[int]] = {}
+    for i, s in enumerate(transcript.segments):
+        by_source.setdefault(source or s.language or transcript.language, []).append(i)
+    texts = [s.text for s in transcript.segments]
+    for code, members in by_source.items():
+        pair = backend.languages.pair(code, target)
+        done = backend.translate([texts[i] for i in members], pair[0].code, pair[1].code)
+        for i, text in zip(members, done, strict=True):
+            texts[i] = text
     segments = tuple(
-        Segment(start=s.start, end=s.end, text=text, speaker=s.speaker)
+        Segment(start=s.start, end=s.end, text=text, speaker=s.speaker, language=tgt.code)
         for s, text in zip(transcript.segments, texts, strict=True)
     )
     return Transcript(
         language=tgt.code,
         duration=transcript.duration,
         segments=segments,
-        model={**transcript.model, "translation": {"source_language": src.code}},
+        model={
+            **transcript.model,
+            "translation": {"source_language": src.code, "source_languages": list(by_source)},
+        },
     )
 
 
