@@ -133,3 +133,40 @@ def test_long_running_services_have_healthchecks_and_dependencies_exist():
         "postgresql+asyncpg://"
         in SERVICES["server"]["environment"]["PREFECT_API_DATABASE_CONNECTION_URL"]
     )
+
+
+# -- the server answers only its users --------------------------------------------------------
+
+
+def env_of(service: dict) -> dict[str, str]:
+    env = service.get("environment", {})
+    return env if isinstance(env, dict) else {}
+
+
+def test_the_compose_server_requires_a_credential_with_no_default_and_every_client_sends_it():
+    server = env_of(SERVICES["server"])
+    required = server["PREFECT_SERVER_API_AUTH_STRING"]
+    assert re.fullmatch(r"\$\{PREFECT_AUTH_STRING:\?[^}]+\}", required), "no default: required"
+    clients = [name for name in SERVICES if name not in ("server", "postgres")]
+    assert clients
+    for name in clients:
+        assert env_of(SERVICES[name]).get("PREFECT_API_URL", "").startswith("http://server:")
+        assert env_of(SERVICES[name])["PREFECT_API_AUTH_STRING"].startswith(
+            "${PREFECT_AUTH_STRING:?"
+        ), f"{name} must send the server's credential"
+    example = (DOCKER / "env.example").read_text()
+    assert re.search(r"^PREFECT_AUTH_STRING=$", example, re.M), "the example sets no credential"
+
+
+def test_the_compose_server_is_published_on_loopback_only():
+    for name, service in SERVICES.items():
+        for port in service.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} beyond loopback"
+    assert SERVICES["server"]["ports"] == ["127.0.0.1:4200:4200"]
+
+
+def test_the_operators_guide_says_how_to_put_tls_in_front():
+    guide = (ROOT / "docs" / "operators.md").read_text()
+    assert "PREFECT_SERVER_API_AUTH_STRING" in guide and "PREFECT_API_AUTH_STRING" in guide
+    assert "TLS" in guide and "reverse_proxy 127.0.0.1:4200" in guide
+    assert "--host 0.0.0.0" not in guide
