@@ -196,8 +196,17 @@ def server(args: argparse.Namespace) -> int:
     pid = runner.stop()
     if pid is not None:
         _out(f"stopped the local runner (pid {pid})")
+    named = local.read()
     stopped = local.stop()
-    _out(f"stopped the local Prefect server at {stopped.url}" if stopped else "no local server")
+    if stopped:
+        _out(f"stopped the local Prefect server at {stopped.url} (pid {stopped.pid})")
+    elif named:
+        _out(
+            f"no local server: its record named pid {named.pid}, which is no longer that "
+            "server (it ended, or the pid is another process's now); nothing was signalled"
+        )
+    else:
+        _out("no local server")
     return 0
 
 

@@ -35,7 +35,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from flows.server import alive, home, recorded
+from flows.server import ProcessId, home, read_record, recorded
 
 SERVED = ("transcribe", "subtitle")
 """The commands the runner runs: those whose time is mostly imports and model loads."""
@@ -113,17 +113,38 @@ def fingerprint(environ: dict[str, str] | os._Environ) -> str:
     return h.hexdigest()
 
 
+_RECORD = {
+    "key": str,
+    "api": str,
+    "socket": str,
+    "server": list,
+    "started_at": (int, float),
+    "last_used": (int, float),
+    "served": int,
+    "models": list,
+    "idle_s": (int, float),
+}
+
+
 def _read_state() -> dict | None:
-    try:
-        state = json.loads(_state().read_text())
-    except (OSError, ValueError):
-        return None
-    return state if isinstance(state, dict) and _alive(state.get("pid", 0)) else None
+    """The runner's record, when its process is the recorded one (pid and start time)."""
+    state = read_record(_state(), _RECORD, "local runner")
+    return state if state is not None and _process(state).running() else None
+
+
+def _process(state: dict) -> ProcessId:
+    return ProcessId(state["pid"], state["start"])
+
+
+def _server() -> list | None:
+    """The local server's process as the runner records it ([pid, start]), when it runs (no
+    health check: the runner's command checks it, and starts one when it does not answer)."""
+    server = recorded()
+    return [server.pid, server.start] if server is not None else None
 
 
 def _server_api() -> str | None:
-    """The local server's API address, when its process runs (no health check: the runner's
-    command checks it, and starts one when it does not answer)."""
+    """The local server's API address, when its process runs."""
     server = recorded()
     return server.api if server is not None else None
 
@@ -142,7 +163,7 @@ def forward(argv: list[str]) -> int | None:
     if command_of(argv) not in SERVED or "-h" in argv or "--help" in argv:
         return None
     state = _read_state()
-    if state is None or state.get("api") != _server_api():
+    if state is None or state["api"] != _server_api() or state["server"] != _server():
         return None
     if state.get("key") != fingerprint(os.environ):
         return None
@@ -216,9 +237,9 @@ def start(environ: dict[str, str], profile: str | None, store: str | None) -> No
     key = fingerprint(environ)
     state = _read_state()
     if state is not None:
-        if state.get("key") == key:
+        if state["key"] == key and state["server"] == _server():
             return
-        os.kill(state["pid"], signal.SIGTERM)  # it leaves once its command, if any, ends
+        _process(state).signal(signal.SIGTERM)  # it leaves once its command, if any, ends
     command = [sys.executable, "-m", "flows.runner", "--key", key]
     if profile and store:
         command += ["--profile", profile, "--store", store]
@@ -239,19 +260,14 @@ def stop() -> int | None:
     """End the runner; its pid, or None when none ran."""
     state = _read_state()
     _state().unlink(missing_ok=True)
-    if state is None:
+    if state is None or not _process(state).signal(signal.SIGTERM):
         return None
-    os.kill(state["pid"], signal.SIGTERM)
     return state["pid"]
 
 
 def status() -> dict | None:
     """The runner's pid, start time and the time of its last command, when one runs."""
     return _read_state()
-
-
-def _alive(pid: object) -> bool:
-    return isinstance(pid, int) and pid > 0 and alive(pid)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ import traceback
 from typing import BinaryIO
 
 from flows import runner
+from flows.server import ProcessId
 from voxflow.atomic import write_json
 
 log = logging.getLogger("voxflow.runner")
@@ -104,8 +105,9 @@ _CALLER = _Caller()
 class Runner:
     """The socket, the queue of accepted commands, and whether it is busy or leaving."""
 
-    def __init__(self, key: str, api: str, idle_s: float) -> None:
-        self.key, self.api, self.idle_s = key, api, idle_s
+    def __init__(self, key: str, api: str, server: list, idle_s: float) -> None:
+        self.key, self.api, self.server, self.idle_s = key, api, server, idle_s
+        self.me = ProcessId.me()
         self.path = runner._socket_path()
         self.commands: queue.Queue = queue.Queue()
         self.busy = self.leaving = False
@@ -128,9 +130,11 @@ class Runner:
         write_json(
             runner._state(),
             {
-                "pid": os.getpid(),
+                "pid": self.me.pid,
+                "start": self.me.start,  # with the pid, what tells this process from others
                 "key": self.key,
                 "api": self.api,
+                "server": self.server,
                 "socket": self.path,
                 "started_at": self.started_at,
                 "last_used": last_used or self.started_at,
@@ -223,7 +227,7 @@ class Runner:
     def leave(self) -> None:
         try:
             state = json.loads(runner._state().read_text())
-            if state.get("pid") == os.getpid():
+            if state.get("pid") == self.me.pid and state.get("start") == self.me.start:
                 runner._state().unlink(missing_ok=True)
                 os.unlink(self.path)
         except (OSError, ValueError):
@@ -303,8 +307,8 @@ def main(argv: list[str] | None = None) -> int:
                 return 0
             time.sleep(0.2)
 
-    api = runner._server_api()
-    if api is None:
+    api, server = runner._server_api(), runner._server()
+    if api is None or server is None:
         log.info("no local server runs for %s: leaving", runner.home())
         return 0
     from flows import cli
@@ -317,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
         importlib.import_module(name)
 
     idle_s = float(os.environ.get("VOXFLOW_RUNNER_IDLE_S") or runner.IDLE_S)
-    serving = Runner(options.key, api, idle_s)
+    serving = Runner(options.key, api, server, idle_s)
     signal.signal(signal.SIGTERM, serving.stop_soon)
     if options.profile and options.store:
         try:
