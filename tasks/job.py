@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import shutil
+import stat
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -34,7 +35,7 @@ from prefect.cache_policies import NONE
 from tasks.extract import check_media_path, content_hash
 from voxflow import __version__
 from voxflow.atomic import write_json
-from voxflow.errors import OutputFull
+from voxflow.errors import BadInput, OutputFull
 from voxflow.memory import give_back_freed, peak_memory
 
 if TYPE_CHECKING:
@@ -78,25 +79,96 @@ class Job:
         return self.records / "stages" / f"{stage}.json"
 
 
-def open_job(media: str | os.PathLike[str], output_dir: str | os.PathLike[str]) -> Job:
+class NotRegularFile(BadInput):
+    """An entry that must be a regular file itself (an inbox's) is a link or something else.
+
+    Attributes:
+        path: The entry.
+        reason: What it is instead: ``symlink``, ``not a regular file: FIFO``, ...
+    """
+
+    def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
+        self.path, self.reason = str(path), reason
+        super().__init__(f"{self.path}: {reason}; links and special files are never read")
+
+
+ENTRY_KINDS = {
+    stat.S_IFLNK: "symlink",
+    stat.S_IFDIR: "not a regular file: folder",
+    stat.S_IFIFO: "not a regular file: FIFO",
+    stat.S_IFSOCK: "not a regular file: socket",
+    stat.S_IFCHR: "not a regular file: character device",
+    stat.S_IFBLK: "not a regular file: block device",
+}
+
+
+def not_regular(entry: os.stat_result) -> str | None:
+    """Why an entry (its ``lstat``) is not a regular file, or None when it is one."""
+    kind = stat.S_IFMT(entry.st_mode)
+    return None if kind == stat.S_IFREG else ENTRY_KINDS.get(kind, "not a regular file")
+
+
+def hash_entry(path: str | os.PathLike[str], listed: os.stat_result | None = None) -> str:
+    """sha256 of a regular file read through its own entry, never through a link.
+
+    The entry is checked with ``lstat`` (or ``listed``, the ``lstat`` it was listed with) and
+    only then opened: a device or a FIFO is never opened at all. What is in the folder can change
+    between the check and the open, so the open refuses a link (``O_NOFOLLOW``), cannot block on
+    a FIFO (``O_NONBLOCK``), and what it opened must be the inode that was checked.
+
+    Raises:
+        NotRegularFile: The entry is a link, not a regular file, or another file than listed.
+        FileNotFoundError: It is gone.
+    """
+    listed = listed or os.lstat(path)
+    if reason := not_regular(listed):
+        raise NotRegularFile(path, reason)
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags)
+    except OSError as e:
+        if e.errno == errno.ELOOP:  # what O_NOFOLLOW answers for a link
+            raise NotRegularFile(path, "symlink") from e
+        raise
+    with os.fdopen(fd, "rb") as f:
+        opened = os.fstat(fd)
+        if not_regular(opened) or (opened.st_dev, opened.st_ino) != (
+            listed.st_dev,
+            listed.st_ino,
+        ):
+            raise NotRegularFile(path, "replaced by another file since it was listed")
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def open_job(
+    media: str | os.PathLike[str], output_dir: str | os.PathLike[str], follow_links: bool = True
+) -> Job:
     """Hash the media and create its job directory.
+
+    Args:
+        media: The media file.
+        output_dir: Where job directories go.
+        follow_links: False for a file of the inbox, whose entry must be the regular file itself
+            (:func:`hash_entry`); a command's media may be a link the user made.
 
     Raises:
         MediaNotFound: The media file does not exist.
+        NotRegularFile: ``follow_links`` is False and the entry is a link or a special file.
     """
     path = check_media_path(media)
-    digest = content_hash(path)
+    if follow_links:
+        digest, where = content_hash(path), path.resolve()
+    else:  # the folder's own links are the operator's; the entry's would be anyone's
+        digest, where = hash_entry(path), path.parent.resolve() / path.name
     directory = Path(output_dir) / f"{path.stem}-{digest[:8]}"
     (directory / RECORDS / "stages").mkdir(parents=True, exist_ok=True)
-    return Job(
-        media=str(path.resolve()), directory=str(directory.resolve()), sha256=digest, stem=path.stem
-    )
+    return Job(media=str(where), directory=str(directory.resolve()), sha256=digest, stem=path.stem)
 
 
 @task(cache_policy=NONE)
-def prepare_job(media: str, output_dir: str) -> Job:
+def prepare_job(media: str, output_dir: str, follow_links: bool = True) -> Job:
     """Hash the media and create its job directory (:func:`open_job`)."""
-    return open_job(media, output_dir)
+    return open_job(media, output_dir, follow_links)
 
 
 def stage_key(job: Job, stage: str, config: dict[str, Any], upstream: str | None) -> str:
