@@ -4,7 +4,9 @@
 of ``inbox-batch``: under a deployment a flow run of ``inbox-batch/<same name>`` on the same work
 pool, so every worker of the pool takes work at once; in-process, a subflow, one batch after
 another. A batch run keeps its models loaded for all its files, renews its claim while it works
-and quarantines the files that cannot be decoded. See :mod:`tasks.inbox` for the claims.
+and quarantines the files that cannot be decoded. See :mod:`tasks.inbox` for the claims, and
+for why links and special files in the inbox are never read or moved (they are listed as
+skipped in the inbox run's artifact).
 """
 
 from __future__ import annotations
@@ -34,15 +36,19 @@ from tasks.inbox import (
     DONE,
     LEDGER_NAME,
     QUARANTINED,
+    SKIPPED,
     InboxFile,
     Ledger,
+    check_quarantine,
     claim_holds,
+    entry_problem,
     is_file_fault,
     locked_ledger,
-    pending_files,
+    quarantine_folder,
+    scan_inbox,
 )
 from tasks.inbox import quarantine as move_to_quarantine
-from tasks.job import prepare_job
+from tasks.job import NotRegularFile, prepare_job
 from tasks.registry import POOL
 from tasks.volume.preflight import ReadyStage
 from voxflow.errors import BadInput
@@ -94,7 +100,8 @@ def inbox(
         profile: Hardware profile (cpu, cuda, mlx, openvino) or auto to pick by hardware.
         output_dir: Where job directories and the ledger go ($VOXFLOW_OUTPUT or ./output).
         store: Model volume root ($VOXFLOW_STORE or ./models when empty).
-        quarantine_dir: Where failed files go with a .error.txt note (inbox_dir/quarantine).
+        quarantine_dir: The folder inside the inbox where failed files go with a .error.txt
+            note (inbox_dir/quarantine); it must be a real folder, not a link.
         language: Spoken language (ISO 639-1); detected when empty.
         formats: Output formats among srt, vtt, json, txt (all when empty).
         min_age_s: Leave files modified less than this many seconds ago for the next run.
@@ -109,6 +116,8 @@ def inbox(
 
     Raises:
         ModelNotWarmed: The volume is cold (no file is claimed).
+        QuarantineRefused: The quarantine is a link or not a folder, or outside the inbox (no
+            file is claimed).
         VoxflowError: Any failure of the machine or the volume (a full disk, memory) in an
             in-process batch: the run fails at that file, which a later run does again.
     """
@@ -122,10 +131,13 @@ def inbox(
     chosen_name = resolve_profile(profile)
     summary: dict[str, list[str]] = {DONE: [], QUARANTINED: [], QUEUED: []}
     ledger_path = output / LEDGER_NAME
+    quarantine = quarantine_folder(folder, quarantine_dir)
+    check_quarantine(folder, quarantine)
 
     # Hashing new files takes a while: it reads the ledger as it is (written by renames) and
     # takes the lock only to claim, checking each file again.
-    todo = pending_files(folder, Ledger.load(ledger_path), min_age_s, batch_run_state)
+    scan = scan_inbox(folder, Ledger.load(ledger_path), min_age_s, batch_run_state)
+    todo = scan.pending
     batches: dict[str, list[InboxFile]] = {}
     rows: dict[str, dict[str, Any]] = {}
     if todo:
@@ -139,7 +151,7 @@ def inbox(
         "profile": chosen_name,
         "output_dir": str(output),
         "store": store,
-        "quarantine_dir": quarantine_dir or str(folder / "quarantine"),
+        "quarantine_dir": str(quarantine),
         "language": language,
         "formats": formats,
         "claim_ttl_s": claim_ttl_s,
@@ -161,16 +173,25 @@ def inbox(
                 rows[name] |= {"batch run": "subflow", "outcome": status}
     for row in settled_outcomes(ledger_path):  # what batch runs finished since the last report
         if row["file"] in rows:  # claimed by this run and already done (or done in-process)
-            rows[row["file"]] |= {"batch run": row["batch run"], "outcome": row["outcome"]}
+            seen = {"batch run": row["batch run"], "outcome": row["outcome"]}
+            if row["outcome"] != DONE:  # why it was quarantined or skipped
+                seen["note"] = row["note"]
+            rows[row["file"]] |= seen
         else:
             rows[row["file"]] = row
-    if rows:
+    left = [
+        {"file": name, "sha256": "", "claimed by": "", "batch run": "", "outcome": SKIPPED,
+         "note": reason}
+        for name, reason in scan.skipped.items()
+    ]  # fmt: skip
+    if rows or left:
         create_table_artifact(
             key=f"inbox-{load_profile(chosen_name).name}",
-            table=list(rows.values()),
+            table=list(rows.values()) + left,
             description=f"inbox {folder}: {sum(map(len, batches.values()))} claimed in "
             f"{len(batches)} batch(es) by {this_run()}; outcomes of earlier claims recorded "
-            "since the last inbox run",
+            "since the last inbox run"
+            + (f"; {len(left)} skipped: links and special files are never read" if left else ""),
         )
     return summary
 
@@ -181,7 +202,7 @@ def settled_outcomes(ledger_path: Path) -> list[dict[str, Any]]:
     rows = []
     with locked_ledger(ledger_path) as ledger:
         for sha, entry in ledger.entries.items():
-            if entry.get("status") not in (DONE, QUARANTINED) or entry.get("reported"):
+            if entry.get("status") not in (DONE, QUARANTINED, SKIPPED) or entry.get("reported"):
                 continue
             if "batch_run" not in entry:  # recorded before batches had runs: nothing to say
                 continue
@@ -290,15 +311,15 @@ def inbox_batch(
         profile: Hardware profile the inbox run resolved.
         output_dir: Where job directories and the ledger are.
         store: Model volume root.
-        quarantine_dir: Where failed files go with a .error.txt note.
+        quarantine_dir: The folder inside the inbox where failed files go with a .error.txt note.
         language: Spoken language (ISO 639-1); detected when empty.
         formats: Output formats among srt, vtt, json, txt (all when empty).
         claim_ttl_s: How long the claim outlives this run's last renewal.
         inbox_run: The inbox run that made the claim.
 
     Returns:
-        File names by outcome: ``done``, ``quarantined``, ``claim lost`` (another run holds the
-        file now: this one left it).
+        File names by outcome: ``done``, ``quarantined``, ``skipped`` (a link or a special file
+        by now: left alone), ``claim lost`` (another run holds the file now: this one left it).
     """
     output = Path(output_dir)
     ledger_path = output / LEDGER_NAME
@@ -307,7 +328,7 @@ def inbox_batch(
         held = list(ledger.claimed_by(claim))
         ledger.renew(claim, time.time() + claim_ttl_s, batch_run=this_run(), **here)
         ledger.save()
-    summary: dict[str, list[str]] = {DONE: [], QUARANTINED: [], LOST: []}
+    summary: dict[str, list[str]] = {DONE: [], QUARANTINED: [], SKIPPED: [], LOST: []}
     rows: list[dict[str, Any]] = []
     if not held:
         log.warning("inbox batch %s: the claim holds no file any more", claim[:8])
@@ -364,25 +385,55 @@ def transcribe_file(
         quarantine: Where it goes if it cannot be decoded.
 
     Returns:
-        ``done`` or ``quarantined``, with what the ledger records of it.
+        ``done``, ``quarantined`` or ``skipped`` (the name is a link or a special file by now:
+        never read or moved), with what the ledger records of it.
 
     Raises:
         VoxflowError: A failure of the machine or the volume; the file stays in the inbox.
+        QuarantineRefused: The quarantine became a link or not a folder; the file stays.
     """
     try:
+        if reason := entry_problem(item.path):
+            return skip(item, reason)
         run = request.check()
         if not ready:
             ready.update(ready_or_warm(run.profile, run.volume, "fail"))
-        job = prepare_job(run.request.media, str(run.output))
+        # Hashed through the entry itself: a link swapped in since the look above is refused.
+        # The extract stage then opens job.media by name with PyAV, which follows links; that
+        # short window (none when extract is cached) closes only once extract reads from a
+        # descriptor opened without following links.
+        job = prepare_job(run.request.media, str(run.output), follow_links=False)
         record = transcribe_job(job, run, ready).record
+    except NotRegularFile as e:
+        return skip(item, e.reason)
     except Exception as e:
+        if reason := became_special(item):  # a link swapped in made the checks fail
+            return skip(item, reason)
         if not is_file_fault(e):
             log.error("inbox: stopping at %s, which stays in the inbox: %s", item.path.name, e)
             raise
-        moved = move_to_quarantine(item, quarantine, e)
+        try:
+            moved = move_to_quarantine(item, quarantine, e)
+        except NotRegularFile as gone:
+            return skip(item, gone.reason)
         log.error("inbox: %s failed, moved to %s: %s", item.path.name, moved, e)
         return QUARANTINED, {"error": str(e), "moved_to": str(moved)}
     return DONE, {"outputs": record["outputs"], "flow_run_id": record.get("flow_run_id")}
+
+
+def became_special(item: InboxFile) -> str | None:
+    """Why the claimed file's name must be left alone now (a link, a FIFO), or None."""
+    try:
+        return entry_problem(item.path)
+    except FileNotFoundError:
+        return None
+
+
+def skip(item: InboxFile, reason: str) -> tuple[str, dict[str, Any]]:
+    """The outcome of a claimed file whose name became a link or a special file."""
+    log.warning("inbox: leaving %s alone: %s (it was a regular file when listed)",
+                item.path.name, reason)  # fmt: skip
+    return SKIPPED, {"error": reason}
 
 
 @contextmanager

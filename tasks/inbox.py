@@ -13,27 +13,36 @@ holds while its batch run waits to start, and otherwise only until it lapses: a 
 worker was killed stops renewing, so a later inbox run claims its files again, and their
 finished stages are reused from the job folder. A claim whose run ended without doing the file
 is void at once.
+
+The inbox is a **trust boundary**: whoever may drop files there may also plant links, FIFOs and
+names. Only regular files are read, each through its own entry (:func:`tasks.job.hash_entry`);
+links of every kind and special files are left alone and reported as skipped. Quarantine moves
+a file by one rename that never replaces a name, into a real folder inside the inbox, walked
+from the inbox without following a link: nothing leaves the inbox folder.
 """
 
 from __future__ import annotations
 
+import ctypes
+import errno
+import fcntl
 import json
 import logging
 import os
-import shutil
+import stat
 import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from filelock import FileLock, Timeout
 
-from tasks.extract import content_hash
-from voxflow.atomic import write_json, write_text
+from tasks.job import NotRegularFile, hash_entry, not_regular
+from voxflow.atomic import write_json
 from voxflow.errors import BadInput, NoAudioStream, NothingHeard, NotMedia, VoxflowError
 
 log = logging.getLogger(__name__)
@@ -41,6 +50,7 @@ log = logging.getLogger(__name__)
 LEDGER_NAME = "inbox-ledger.json"
 DONE = "done"
 QUARANTINED = "quarantined"
+SKIPPED = "skipped"
 CLAIMED = "claimed"
 
 WAITING_STATES = frozenset({"SCHEDULED"})
@@ -226,14 +236,30 @@ def locked_ledger(path: str | os.PathLike[str], timeout: float = 60.0) -> Iterat
         lock.release()
 
 
-def pending_files(
+@dataclass(frozen=True)
+class InboxScan:
+    """What one look at the inbox found.
+
+    Attributes:
+        pending: New media files, by name; a content that appears twice is there once.
+        skipped: Name -> why it was left alone: a link of any kind (``symlink``), or something
+            that is not a regular file (``not a regular file: FIFO``). Plain sub-folders are not
+            listed (they are not scanned, and the quarantine is one); one named like media is.
+    """
+
+    pending: list[InboxFile] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+def scan_inbox(
     inbox: Path,
     ledger: Ledger,
     min_age_s: float = 0.0,
     run_state: Callable[[str], str | None] = lambda run: None,
-) -> list[InboxFile]:
+) -> InboxScan:
     """Media files in ``inbox`` (not hidden, not in sub-folders, with a suffix in
-    :data:`MEDIA_SUFFIXES`) whose content is neither done nor held by a claim.
+    :data:`MEDIA_SUFFIXES`) whose content is neither done nor held by a claim, and the entries
+    left alone because they are links or special files (never opened, read or hashed).
 
     Args:
         inbox: The folder to look in.
@@ -241,53 +267,306 @@ def pending_files(
         min_age_s: Skip files modified less than this many seconds ago (still being copied).
         run_state: Batch run id -> state type, for :func:`claim_holds`.
 
-    Returns:
-        New files, by name; a file whose content appears twice is returned once.
-
     Raises:
         BadInput: The inbox folder does not exist.
     """
     if not inbox.is_dir():
         raise BadInput(f"inbox folder {inbox} does not exist")
     now = time.time()
+    scan = InboxScan()
     found: dict[str, InboxFile] = {}
     for path in sorted(inbox.iterdir()):
-        if path.name.startswith(".") or not path.is_file():
+        if path.name.startswith("."):
             continue
-        if path.suffix.lower() not in MEDIA_SUFFIXES:
+        try:
+            entry = os.lstat(path)  # the entry itself: a link is a link, whatever it points at
+        except FileNotFoundError:
+            continue  # gone since the folder was listed
+        media_name = path.suffix.lower() in MEDIA_SUFFIXES
+        if reason := not_regular(entry):
+            if stat.S_ISDIR(entry.st_mode) and not media_name:
+                continue
+            log.info("inbox: leaving %s alone: %s", path.name, reason)
+            scan.skipped[path.name] = reason
+            continue
+        if not media_name:
             log.debug("inbox: %s is not an audio or video file name; leaving it", path.name)
             continue
-        stat = path.stat()
-        if now - stat.st_mtime < min_age_s:
+        if now - entry.st_mtime < min_age_s:
             log.info("inbox: %s is still changing; leaving it for the next run", path.name)
             continue
-        sha = ledger.known_hash(path, stat.st_size, stat.st_mtime_ns) or content_hash(path)
+        sha = ledger.known_hash(path, entry.st_size, entry.st_mtime_ns)
+        if sha is None:
+            try:
+                sha = hash_entry(path, entry)
+            except NotRegularFile as e:  # replaced by a link or a FIFO since the lstat
+                log.info("inbox: leaving %s alone: %s", path.name, e.reason)
+                scan.skipped[path.name] = e.reason
+                continue
+            except FileNotFoundError:
+                continue
         if ledger.is_done(sha) or claim_holds(ledger.entries.get(sha, {}), now, run_state):
             continue
         if sha in found:
             log.info("inbox: %s has the same content as %s", path.name, found[sha].path.name)
             continue
-        found[sha] = InboxFile(path, sha, stat.st_size, stat.st_mtime_ns)
-    return list(found.values())
+        found[sha] = InboxFile(path, sha, entry.st_size, entry.st_mtime_ns)
+    scan.pending.extend(found.values())
+    return scan
+
+
+def pending_files(
+    inbox: Path,
+    ledger: Ledger,
+    min_age_s: float = 0.0,
+    run_state: Callable[[str], str | None] = lambda run: None,
+) -> list[InboxFile]:
+    """The new media files of :func:`scan_inbox`, by name."""
+    return scan_inbox(inbox, ledger, min_age_s, run_state).pending
+
+
+def entry_problem(path: Path) -> str | None:
+    """Why the inbox must leave ``path`` alone now (a link, a special file), or None.
+
+    A batch runs minutes after its inbox run listed the file, maybe on another host: the name
+    may be a link by then, so it is looked at again right before the file is handed on.
+
+    Raises:
+        FileNotFoundError: It is gone.
+    """
+    return not_regular(os.lstat(path))
+
+
+# -- the quarantine ---------------------------------------------------------------------
+
+
+class QuarantineRefused(BadInput):
+    """The quarantine is not a real folder inside the inbox; no file may be moved there."""
+
+
+def quarantine_folder(inbox: Path, quarantine_dir: str | os.PathLike[str] | None) -> Path:
+    """The inbox's quarantine: ``quarantine_dir`` (relative to the inbox, or a path inside it),
+    by default ``<inbox>/quarantine``.
+
+    Raises:
+        QuarantineRefused: ``quarantine_dir`` is not inside the inbox.
+    """
+    if quarantine_dir is None:
+        return inbox / "quarantine"
+    within = Path(os.path.relpath(os.path.abspath(inbox / quarantine_dir), os.path.abspath(inbox)))
+    if not within.parts or within.parts[0] == "..":
+        raise QuarantineRefused(
+            f"the quarantine {quarantine_dir} is not a folder inside the inbox {inbox}; files "
+            f"never leave the inbox: name one inside it, such as {inbox / 'quarantine'}"
+        )
+    return inbox / within
+
+
+@contextmanager
+def _folder_fd(path: Path) -> Iterator[int]:
+    """A descriptor of the folder ``path``; it, and not the name, is what later calls use."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def _quarantine_fd(inbox_fd: int, inbox: Path, folder: Path, create: bool) -> Iterator[int | None]:
+    """The quarantine's descriptor, walked down from the inbox's one name at a time without
+    following a link, each missing folder made when ``create``; None if missing otherwise.
+
+    Raises:
+        QuarantineRefused: A part of the way is a link or not a folder.
+    """
+    fd = os.dup(inbox_fd)
+    try:
+        here = inbox
+        for part in folder.relative_to(inbox).parts:
+            here = here / part
+            try:
+                inner = _open_subfolder(fd, part, create)
+            except OSError as e:
+                if e.errno not in (errno.ELOOP, errno.ENOTDIR):
+                    raise
+                what = not_regular(os.stat(part, dir_fd=fd, follow_symlinks=False))
+                fix = "remove the link" if what == "symlink" else "move it aside"
+                raise QuarantineRefused(
+                    f"the inbox's quarantine {here} is {_kind(what)}, not a folder inside the "
+                    f"inbox; {fix} and run again (files never leave the inbox)"
+                ) from e
+            os.close(fd)
+            fd = inner
+            if fd is None:
+                break
+        yield fd
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+def _kind(reason: str | None) -> str:
+    """``a symlink``, ``a regular file``, ``a FIFO`` from :func:`tasks.job.not_regular`."""
+    return "a " + (reason or "regular file").removeprefix("not a regular file: ")
+
+
+def _open_subfolder(fd: int, name: str, create: bool) -> int | None:
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        return os.open(name, flags, dir_fd=fd)
+    except FileNotFoundError:
+        if not create:
+            return None
+    try:
+        os.mkdir(name, dir_fd=fd)
+    except FileExistsError:
+        pass  # another batch made it meanwhile (or a link was planted: the open says which)
+    return os.open(name, flags, dir_fd=fd)
+
+
+def check_quarantine(inbox: Path, folder: Path) -> None:
+    """Refuse a quarantine that is a link or not a folder before anything is claimed; a
+    missing one is fine (it is made when a file first needs it).
+
+    Raises:
+        BadInput: The inbox folder does not exist.
+        QuarantineRefused: The quarantine (or a folder on its way) is a link or not a folder.
+    """
+    if not inbox.is_dir():
+        raise BadInput(f"inbox folder {inbox} does not exist")
+    folder = quarantine_folder(inbox, folder)
+    with _folder_fd(inbox) as inbox_fd, _quarantine_fd(inbox_fd, inbox, folder, create=False):
+        pass
 
 
 def quarantine(item: InboxFile, folder: Path, error: BaseException) -> Path:
     """Move a failed file into ``folder`` beside ``<name>.error.txt`` saying why.
 
+    The move is one rename from the inbox's descriptor to the quarantine's, which never replaces
+    a name: a taken name, whatever is there (a planted link, another failed file of that name),
+    is left as it is and the next of ``name (2).mp4``, ``name (3).mp4``, ... is used. The note is
+    created, never opened through a link or over a file (``O_EXCL | O_NOFOLLOW``).
+
     Returns:
-        Where the file now is (the name gets a hash suffix if the folder already has one).
+        Where the file now is.
+
+    Raises:
+        QuarantineRefused: The quarantine is a link or not a folder.
+        NotRegularFile: The file in the inbox is a link or a special file by now (not moved).
     """
-    folder.mkdir(parents=True, exist_ok=True)
-    dest = folder / item.path.name
-    if dest.exists():
-        dest = folder / f"{item.path.stem}-{item.sha256[:8]}{item.path.suffix}"
-    note = dest.with_name(dest.name + ".error.txt")
+    inbox, name = item.path.parent, item.path.name
+    folder = quarantine_folder(inbox, folder)
     text = (
-        f"{item.path.name} failed at {datetime.now(UTC).isoformat(timespec='seconds')}\n"
+        f"{name} failed at {datetime.now(UTC).isoformat(timespec='seconds')}\n"
         f"sha256: {item.sha256}\n\n{type(error).__name__}: {error}\n\n"
         + "".join(traceback.format_exception(error))
         + "\nMove the file back into the inbox to try again.\n"
-    )
-    write_text(note, text)
-    shutil.move(item.path, dest)
-    return dest
+    ).encode()
+    with _folder_fd(inbox) as inbox_fd, _quarantine_fd(inbox_fd, inbox, folder, True) as q_fd:
+        assert q_fd is not None  # made when missing
+        if reason := not_regular(os.stat(name, dir_fd=inbox_fd, follow_symlinks=False)):
+            raise NotRegularFile(item.path, reason)
+        for dest in free_names(name):
+            note = dest + ".error.txt"
+            if not _write_new(q_fd, note, text):
+                continue
+            try:
+                move_without_replacing(inbox_fd, name, q_fd, dest)
+            except FileExistsError:
+                os.unlink(note, dir_fd=q_fd)
+                continue
+            except BaseException:
+                os.unlink(note, dir_fd=q_fd)
+                raise
+            return folder / dest
+    raise AssertionError("unreachable: free_names never ends")
+
+
+def free_names(name: str) -> Iterator[str]:
+    """``talk.mp4``, then ``talk (2).mp4``, ``talk (3).mp4``, ... for a taken name."""
+    yield name
+    stem, suffix = os.path.splitext(name)
+    n = 2
+    while True:
+        yield f"{stem} ({n}){suffix}"
+        n += 1
+
+
+def _write_new(dir_fd: int, name: str, data: bytes) -> bool:
+    """Create ``name`` in the folder with ``data``, synced; False if the name is taken."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(name, flags, 0o666, dir_fd=dir_fd)
+    except FileExistsError:
+        return False
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        os.unlink(name, dir_fd=dir_fd)
+        raise
+    return True
+
+
+RENAME_NOREPLACE = 1
+"""renameat2's flag: fail with EEXIST rather than replace the destination."""
+
+
+def _load_renameat2() -> Callable[..., int] | None:
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).renameat2  # glibc 2.28+, Linux 3.15+
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+_RENAMEAT2 = _load_renameat2()
+UNSUPPORTED = frozenset({errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM})
+"""What a filesystem answers for a kind of rename or link it does not do."""
+
+
+def move_without_replacing(src_fd: int, src: str, dst_fd: int, dst: str) -> None:
+    """Rename ``src`` (in folder ``src_fd``) to ``dst`` (in ``dst_fd``) exactly, never replacing.
+
+    Raises:
+        FileExistsError: ``dst`` is taken, by anything (a dangling link too); nothing moved.
+    """
+    if _RENAMEAT2 is not None:
+        if _RENAMEAT2(src_fd, os.fsencode(src), dst_fd, os.fsencode(dst), RENAME_NOREPLACE) == 0:
+            return
+        code = ctypes.get_errno()
+        if code not in UNSUPPORTED:
+            raise OSError(code, os.strerror(code), dst)  # EEXIST: a FileExistsError
+    # No renameat2 (macOS, NFS, an old kernel): a hard link is as exclusive (EEXIST on a taken
+    # name, links not followed), then the inbox's name goes. A crash in between leaves the file
+    # under both names; the inbox's is quarantined again on its next run, nothing is lost.
+    try:
+        os.link(src, dst, src_dir_fd=src_fd, dst_dir_fd=dst_fd, follow_symlinks=False)
+    except FileExistsError:
+        raise
+    except OSError as e:
+        if e.errno not in UNSUPPORTED:
+            raise
+    else:
+        os.unlink(src, dir_fd=src_fd)
+        return
+    # No hard links either (FAT, some SMB and FUSE mounts): look, then rename, holding a lock
+    # on the quarantine folder itself (flock on its descriptor: no lock file a link could be
+    # planted as), so two batches never pick one free name. A name planted by someone else
+    # between the look and the rename is replaced: the rename replaces that entry, never what
+    # a link points at, so the file still stays inside the quarantine.
+    fcntl.flock(dst_fd, fcntl.LOCK_EX)
+    try:
+        try:
+            os.stat(dst, dir_fd=dst_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            os.rename(src, dst, src_dir_fd=src_fd, dst_dir_fd=dst_fd)
+            return
+        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), dst)
+    finally:
+        fcntl.flock(dst_fd, fcntl.LOCK_UN)
