@@ -285,7 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             from flows import server
 
-            os.environ["PREFECT_API_URL"] = server.ensure(_note)[0].api
+            os.environ.update(server.client_environment(server.ensure(_note)[0]))
         except VoxflowError as e:
             sys.stderr.write(f"voxflow: error: {e}\n")
             return e.exit_code

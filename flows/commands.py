@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 import time
 from collections.abc import Callable
@@ -180,14 +181,7 @@ def server(args: argparse.Namespace) -> int:
     if os.environ.get("PREFECT_API_URL") and args.action != "stop":
         _out(f"PREFECT_API_URL is set: voxflow's runs use {os.environ['PREFECT_API_URL']}")
     if args.action == "status":
-        found = local.running()
-        if found is None:
-            _out(f"no local server for {local.home()}; the next run starts one")
-            return 1
-        up = time.time() - found.started_at
-        _out(f"local Prefect server at {found.url} (pid {found.pid}, up {up / 60:.0f} min)")
-        _out(_runner_line())
-        return 0
+        return _server_status()
     if args.action == "start":
         found, started = local.ensure(_out)
         if not started:
@@ -208,6 +202,43 @@ def server(args: argparse.Namespace) -> int:
     else:
         _out("no local server")
     return 0
+
+
+def _server_status() -> int:
+    """Where the local server is, how to open its UI, and the runner beside it."""
+    from flows import server as local
+
+    where = local.paths()
+    found = local.read()
+    why = local.not_ours(found) if found is not None else None
+    if found is None or why is not None:
+        if why is not None:
+            _out(f"the local server recorded in {where.record} is not used: {why}")
+        _out(f"no local server for {where.root}; the next run starts one")
+        return 1
+    _out(
+        f"local Prefect server at {found.url} (pid {found.pid}, "
+        f"up {_duration(time.time() - found.started_at)})"
+    )
+    _out(
+        f"its UI: open {found.url} in a browser; it asks for a password: the line in "
+        f"{where.credential} (user {local.USER}, then the secret; only you can read that file)"
+    )
+    _out(
+        f"the prefect CLI: PREFECT_API_URL={found.api} "
+        f'PREFECT_API_AUTH_STRING="$(cat {shlex.quote(str(where.credential))})" prefect ...'
+    )
+    _out(_runner_line())
+    return 0
+
+
+def _duration(seconds: float) -> str:
+    """``42 s``, ``12 min``, ``3.5 h``."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def _runner_line() -> str:

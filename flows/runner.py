@@ -35,7 +35,15 @@ import sys
 import tempfile
 from pathlib import Path
 
-from flows.server import ProcessId, home, read_record, recorded
+from flows.server import (
+    ProcessId,
+    ServerFailed,
+    client_environment,
+    home,
+    paths,
+    read_record,
+    recorded,
+)
 
 SERVED = ("transcribe", "subtitle")
 """The commands the runner runs: those whose time is mostly imports and model loads."""
@@ -65,16 +73,18 @@ _IMPORT_TIME = (
     "VOXFLOW_NETGUARD",
     "VOXFLOW_RUNNER",
 )
+_LOCAL_SERVER = ("PREFECT_API_URL", "PREFECT_API_AUTH_STRING")
+"""Set by the command for the local server, to the runner's own values."""
 _OUT, _ERR, _EXIT = 1, 2, 0  # frame kinds: stdout, stderr, the exit code (the last frame)
 _INTERRUPT = b"\x03"
 
 
 def _state() -> Path:
-    return home() / "voxflow-runner.json"
+    return paths().runner_record
 
 
 def _log() -> Path:
-    return home() / "voxflow-runner.log"
+    return paths().runner_log
 
 
 def _socket_path() -> str:
@@ -99,7 +109,7 @@ def fingerprint(environ: dict[str, str] | os._Environ) -> str:
     interpreter, what the libraries read at import, voxflow's files, the installed packages."""
     h = hashlib.sha256(f"{sys.executable}\0{sys.version}\0".encode())
     for key in sorted(environ):
-        if key.startswith(_IMPORT_TIME) and key != "PREFECT_API_URL":
+        if key.startswith(_IMPORT_TIME) and key not in _LOCAL_SERVER:
             h.update(f"{key}={environ[key]}\0".encode())
     for name in _CODE:
         for folder, dirs, files in os.walk(ROOT / name):
@@ -147,6 +157,16 @@ def _server_api() -> str | None:
     """The local server's API address, when its process runs."""
     server = recorded()
     return server.api if server is not None else None
+
+
+def _server_environment() -> dict[str, str] | None:
+    """What the runner's Prefect talks to the local server with: its address and the home's
+    credential, when it runs."""
+    server = recorded()
+    try:
+        return client_environment(server) if server is not None else None
+    except ServerFailed:
+        return None
 
 
 # ---- the command's side ------------------------------------------------------------------------
@@ -244,7 +264,8 @@ def start(environ: dict[str, str], profile: str | None, store: str | None) -> No
     if profile and store:
         command += ["--profile", profile, "--store", store]
     home().mkdir(parents=True, exist_ok=True)
-    with open(_log(), "ab") as log:
+    fd = os.open(_log(), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "ab") as log:
         subprocess.Popen(
             command,
             cwd=home(),

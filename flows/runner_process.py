@@ -106,7 +106,7 @@ class Runner:
     """The socket, the queue of accepted commands, and whether it is busy or leaving."""
 
     def __init__(self, key: str, api: str, server: list, idle_s: float) -> None:
-        self.key, self.api, self.server, self.idle_s = key, api, server, idle_s
+        self.key, self.api, self.local_server, self.idle_s = key, api, server, idle_s
         self.me = ProcessId.me()
         self.path = runner._socket_path()
         self.commands: queue.Queue = queue.Queue()
@@ -134,7 +134,7 @@ class Runner:
                 "start": self.me.start,  # with the pid, what tells this process from others
                 "key": self.key,
                 "api": self.api,
-                "server": self.server,
+                "server": self.local_server,
                 "socket": self.path,
                 "started_at": self.started_at,
                 "last_used": last_used or self.started_at,
@@ -307,15 +307,16 @@ def main(argv: list[str] | None = None) -> int:
                 return 0
             time.sleep(0.2)
 
-    api, server = runner._server_api(), runner._server()
-    if api is None or server is None:
+    server, client = runner._server(), runner._server_environment()
+    if server is None or client is None:
         log.info("no local server runs for %s: leaving", runner.home())
         return 0
+    api = client["PREFECT_API_URL"]
     from flows import cli
 
     for key, value in cli._PROCESS_ENV.items():
         os.environ.setdefault(key, value)
-    os.environ["PREFECT_API_URL"] = api
+    os.environ.update(client)  # before Prefect is imported: its settings are read once
     started = time.perf_counter()
     for name in _WARM_IMPORTS:
         importlib.import_module(name)

@@ -4,9 +4,16 @@ With ``PREFECT_API_URL`` set, the command uses that server. Otherwise it uses on
 server per Prefect home: started in the background on first use (``prefect server start`` on
 127.0.0.1, in a session of its own, its output in ``<PREFECT_HOME>/voxflow-server.log``) and
 reused by every later command, so no command pays for a throwaway server, and the runs, logs
-and artifacts of local runs stay in one UI. ``voxflow server status`` says where it is,
-``voxflow server stop`` ends it. Starting is done under a file lock, so two commands at once
-share one server.
+and artifacts of local runs stay in one UI. ``voxflow server status`` says where it is and how
+to log in, ``voxflow server stop`` ends it. Starting is done under a file lock, so two commands
+at once share one server.
+
+It is its home's and its user's alone. The home is made 0700; the server runs under umask 077
+(its database, journals and log 0600) and asks every request but its health check for a random
+credential, ``voxflow:<secret>``, that the home keeps in ``voxflow-server.credential`` (0600);
+voxflow's commands and runner send it (``PREFECT_API_AUTH_STRING``). A recorded server is used
+only when its process is the recorded one, in this network namespace, and the server answering
+at its address accepts this credential and refuses a request without one (:func:`not_ours`).
 
 Its record, ``<PREFECT_HOME>/voxflow-server.json``, names its process by pid *and* start time
 (:class:`ProcessId`): after a reboot, or once the server has ended, its pid may belong to any
@@ -17,14 +24,18 @@ group only when its leader is the recorded process. A record that cannot be read
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
+import secrets
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass
 from functools import cache
@@ -32,8 +43,8 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from voxflow.atomic import write_json
-from voxflow.errors import VoxflowError
+from voxflow.atomic import temp_path, write_json
+from voxflow.errors import BadInput, VoxflowError
 
 log = logging.getLogger("voxflow.server")
 
@@ -68,11 +79,11 @@ def process_start(pid: int) -> str | None:
         return None
     if sys.platform.startswith("linux"):
         try:
-            stat = Path(f"/proc/{pid}/stat").read_bytes()
+            line = Path(f"/proc/{pid}/stat").read_bytes()
         except OSError:
             return None
         # The command name (field 2) may hold spaces and parentheses: count after its last ")".
-        after = stat[stat.rindex(b")") + 2 :].split()
+        after = line[line.rindex(b")") + 2 :].split()
         if len(after) < 20 or after[0] in (b"Z", b"X") or _boot_id() is None:
             return None
         return f"{_boot_id()}:{int(after[19])}"
@@ -196,15 +207,84 @@ def read_record(path: Path, fields: dict[str, type | tuple[type, ...]], what: st
 
 # ---- the local server ---------------------------------------------------------------------------
 
+USER = "voxflow"
+"""The user name in the local server's credential (``voxflow:<secret>``), as its UI's login
+asks for it."""
+
+
+@dataclass(frozen=True)
+class HomePaths:
+    """Every file voxflow keeps in a Prefect home for its local server and runner."""
+
+    root: Path
+
+    @property
+    def record(self) -> Path:
+        """The server's record (:class:`LocalServer`)."""
+        return self.root / "voxflow-server.json"
+
+    @property
+    def lock(self) -> Path:
+        """Held while a server is started, so two commands at once share one."""
+        return self.root / "voxflow-server.lock"
+
+    @property
+    def log(self) -> Path:
+        """What the server prints."""
+        return self.root / "voxflow-server.log"
+
+    @property
+    def credential(self) -> Path:
+        """The server's credential, ``voxflow:<secret>`` (mode 0600)."""
+        return self.root / "voxflow-server.credential"
+
+    @property
+    def runner_record(self) -> Path:
+        """The local runner's record (:mod:`flows.runner`)."""
+        return self.root / "voxflow-runner.json"
+
+    @property
+    def runner_log(self) -> Path:
+        """What the local runner prints."""
+        return self.root / "voxflow-runner.log"
+
+    @property
+    def private(self) -> tuple[Path, ...]:
+        """What only the user may read: Prefect's database (with its journals) and the logs."""
+        db = self.root / "prefect.db"
+        journals = [db.with_name(f"prefect.db{end}") for end in ("-wal", "-shm", "-journal")]
+        return (db, *journals, self.log, self.runner_log)
+
+
+def home() -> Path:
+    """The Prefect home (``$PREFECT_HOME``, else ``~/.prefect``)."""
+    return Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser()
+
+
+def paths() -> HomePaths:
+    """The files of this Prefect home (:func:`home`)."""
+    return HomePaths(home())
+
+
+def network_namespace() -> int | None:
+    """This process's network namespace (the inode of ``/proc/self/ns/net``); None where there
+    are none. A server started in another one does not answer at this one's 127.0.0.1."""
+    try:
+        return os.stat("/proc/self/ns/net").st_ino
+    except OSError:
+        return None
+
 
 @dataclass(frozen=True)
 class LocalServer:
-    """A background server this Prefect home started: its process and address."""
+    """A background server this Prefect home started: its process, address and network
+    namespace."""
 
     pid: int
     port: int
     started_at: float
     start: str = ""
+    netns: int | None = None
 
     @property
     def url(self) -> str:
@@ -222,59 +302,89 @@ class LocalServer:
         return ProcessId(self.pid, self.start)
 
 
-_RECORD = {"port": int, "started_at": (int, float)}
-
-
-def home() -> Path:
-    """The Prefect home (``$PREFECT_HOME``, else ``~/.prefect``)."""
-    return Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser()
-
-
-def _state() -> Path:
-    return home() / "voxflow-server.json"
+_RECORD = {"port": int, "started_at": (int, float), "netns": (int, type(None))}
 
 
 def read() -> LocalServer | None:
     """The server this Prefect home recorded, as recorded (its process not looked at); None
     when there is none or its record cannot be read."""
-    data = read_record(_state(), _RECORD, "local server")
+    data = read_record(paths().record, _RECORD, "local server")
     if data is None:
         return None
-    return LocalServer(data["pid"], data["port"], float(data["started_at"]), data["start"])
+    return LocalServer(
+        data["pid"], data["port"], float(data["started_at"]), data["start"], data["netns"]
+    )
 
 
 def recorded() -> LocalServer | None:
     """The local server this Prefect home recorded, when its process is the recorded one (pid
-    and start time; not asked whether it answers); else None."""
+    and start time) and runs in this network namespace (not asked whether it answers)."""
     server = read()
-    return server if server is not None and server.process.running() else None
+    if server is None or server.netns != network_namespace() or not server.process.running():
+        return None
+    return server
+
+
+def not_ours(server: LocalServer) -> str | None:
+    """Why the recorded server is not this Prefect home's to use from here; None when it is:
+    its process is the recorded one, in this network namespace, and the server answering at
+    its address accepts this home's credential and refuses a request without one (any other
+    server there, another home's or another user's, would not)."""
+    if not server.process.running():
+        if process_start(server.pid) is None:
+            return f"its process (pid {server.pid}) has ended"
+        return f"pid {server.pid} is another process now (its start time is not the record's)"
+    if server.netns != network_namespace():
+        return "it runs in another network namespace, where 127.0.0.1 is not this one's"
+    secret = read_credential()
+    if secret is None:
+        return f"{paths().credential} is missing, or others may read it"
+    return _refusal(server, secret)
 
 
 def running() -> LocalServer | None:
-    """The local server, when its process is the recorded one and it answers; else None."""
-    server = recorded()
-    return server if server is not None and healthy(server.api) else None
+    """The local server, when it is this home's to use (:func:`not_ours`); else None."""
+    server = read()
+    return server if server is not None and not_ours(server) is None else None
 
 
 def ensure(say=print) -> tuple[LocalServer, bool]:
-    """The local server, started in the background when there is none.
+    """The local server, started in the background when there is none that is this home's
+    (saying, in one line, why a recorded one is not used).
 
     Returns:
         The server, and whether this call started it.
 
     Raises:
+        BadInput: The Prefect home belongs to another user.
         ServerFailed: It did not answer within ``START_TIMEOUT_S`` (names its log).
     """
-    found = running()
-    if found:
-        return found, False
-    home().mkdir(parents=True, exist_ok=True)
-    with FileLock(home() / "voxflow-server.lock"):
-        found = running()  # another command may have started it meanwhile
-        if found:
-            return found, False
-        server = _start(say)
-    return server, True
+    where = paths()
+    private_home(where)
+    with FileLock(where.lock):  # another command may be starting it
+        server = read()
+        if server is not None:
+            why = not_ours(server)
+            if why is None:
+                return server, False
+            say(f"not using the local server recorded in {where.record}: {why}")
+        return _start(where, say), True
+
+
+def client_environment(server: LocalServer) -> dict[str, str]:
+    """What a client of the local server sets: ``PREFECT_API_URL`` and the home's credential as
+    ``PREFECT_API_AUTH_STRING``.
+
+    Raises:
+        ServerFailed: The credential went missing meanwhile.
+    """
+    secret = read_credential()
+    if secret is None:
+        raise ServerFailed(
+            f"{paths().credential} went missing or became readable by others; run the command "
+            "again: it starts a server with a new credential"
+        )
+    return {"PREFECT_API_URL": server.api, "PREFECT_API_AUTH_STRING": secret}
 
 
 def stop() -> LocalServer | None:
@@ -283,26 +393,116 @@ def stop() -> LocalServer | None:
     process, or that cannot be read, names no server."""
     server = read()
     stopped = server is not None and server.process.end(group=True)
-    _state().unlink(missing_ok=True)
+    paths().record.unlink(missing_ok=True)
     return server if stopped else None
 
 
 def healthy(api: str, timeout: float = 2.0) -> bool:
     """Whether the Prefect API at ``api`` answers its health check."""
+    return _status(f"{api}/health", None, timeout) == 200
+
+
+# No proxy for loopback: a proxy named in the environment would otherwise see the credential.
+_LOOPBACK = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def _status(url: str, secret: str | None, timeout: float) -> int | None:
+    """The HTTP status of a GET of ``url`` (with ``secret`` as basic auth); None: no answer."""
+    headers = {}
+    if secret is not None:
+        headers["Authorization"] = "Basic " + base64.b64encode(secret.encode()).decode()
     try:
-        with urllib.request.urlopen(f"{api}/health", timeout=timeout) as response:
-            return response.status == 200
+        with _LOOPBACK.open(urllib.request.Request(url, headers=headers), timeout=timeout) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        e.close()
+        return e.code
+    except (OSError, ValueError):
+        return None
+
+
+def _refusal(server: LocalServer, secret: str, timeout: float = 5.0) -> str | None:
+    """Why the server at ``server.url`` is not the one that has ``secret``; None when it is."""
+    probe = f"{server.api}/admin/version"  # any route but the health check asks for it
+    answer = _status(probe, secret, timeout)
+    if answer is None:
+        return f"nothing answers at {server.url}"
+    if answer != 200:
+        return f"the server at {server.url} refuses this home's credential (HTTP {answer})"
+    if _status(probe, None, timeout) != 401:
+        return f"the server at {server.url} answers without a credential, so it is not this home's"
+    return None
+
+
+def read_credential() -> str | None:
+    """This home's credential, when its file is a regular file of this user's that only they
+    may read (no link followed); else None."""
+    try:
+        fd = os.open(paths().credential, os.O_RDONLY | os.O_NOFOLLOW)
     except OSError:
-        return False
+        return None
+    with os.fdopen(fd, encoding="utf-8") as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+            return None
+        secret = f.read().strip()
+    return secret if secret.startswith(f"{USER}:") and len(secret) > len(USER) + 16 else None
 
 
-def _start(say) -> LocalServer:
+def _new_credential(where: HomePaths) -> str:
+    """A new random credential, written to the home mode 0600 from its first byte."""
+    secret = f"{USER}:{secrets.token_urlsafe(32)}"
+    tmp = temp_path(where.credential)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(secret + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, where.credential)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return secret
+
+
+def private_home(where: HomePaths) -> None:
+    """Make the Prefect home 0700 and the database and logs in it 0600 (what exists of them).
+
+    Raises:
+        BadInput: The home belongs to another user.
+    """
+    where.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    info = os.stat(where.root)
+    if info.st_uid != os.getuid():
+        raise BadInput(
+            f"the Prefect home {where.root} belongs to another user (uid {info.st_uid}): its "
+            "local server would not be yours alone; set PREFECT_HOME to a folder of your own"
+        )
+    if stat.S_IMODE(info.st_mode) != 0o700:
+        os.chmod(where.root, 0o700)
+    for path in where.private:
+        try:
+            info = os.lstat(path)
+        except FileNotFoundError:
+            continue
+        if stat.S_ISREG(info.st_mode) and info.st_uid == os.getuid() and info.st_mode & 0o077:
+            os.chmod(path, 0o600)
+
+
+def _private_log(path: Path):
+    """``path`` opened to append, created mode 0600."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
+
+
+def _start(where: HomePaths, say) -> LocalServer:
+    secret = read_credential() or _new_credential(where)
     port = DEFAULT_PORT if _free(DEFAULT_PORT) else _any_free_port()
-    log = home() / "voxflow-server.log"
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # It asks every request but its health check for the credential; its own clients send it.
+    env.update(PREFECT_SERVER_API_AUTH_STRING=secret, PREFECT_API_AUTH_STRING=secret)
     command = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1"]
-    with open(log, "ab") as out:
+    with _private_log(where.log) as out:
         process = subprocess.Popen(
             [*command, "--port", str(port)],
             stdin=subprocess.DEVNULL,
@@ -310,24 +510,28 @@ def _start(say) -> LocalServer:
             stderr=subprocess.STDOUT,
             env=env,
             start_new_session=True,  # it outlives this command and its terminal
+            umask=0o077,  # its database, journals and logs are the user's alone
         )
     started = ProcessId.of(process.pid)
-    server = LocalServer(process.pid, port, time.time(), started.start if started else "")
+    server = LocalServer(
+        process.pid, port, time.time(), started.start if started else "", network_namespace()
+    )
     say(f"starting a local Prefect server for voxflow's runs at {server.url} ...")
     deadline = time.monotonic() + START_TIMEOUT_S
-    while not healthy(server.api):
+    while _refusal(server, secret, timeout=2.0) is not None:
         if started is None or process.poll() is not None or time.monotonic() > deadline:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)  # our child, not yet reaped: still it
             raise ServerFailed(
-                f"the local Prefect server did not start (see {log}); run the command again, "
-                "or start one yourself (`prefect server start`) and set PREFECT_API_URL"
+                f"the local Prefect server did not start (see {where.log}); run the command "
+                "again, or start one yourself (`prefect server start`) and set PREFECT_API_URL"
             )
         time.sleep(0.5)
-    write_json(_state(), asdict(server))
+    write_json(where.record, asdict(server))
+    private_home(where)  # what the first start created, under its umask already
     say(
-        f"local Prefect server ready: its UI at {server.url} shows voxflow's runs; later "
-        "commands reuse it (`voxflow server status`, `voxflow server stop`)"
+        f"local Prefect server ready: its UI at {server.url} shows voxflow's runs "
+        "(`voxflow server status` says how to log in); later commands reuse it"
     )
     return server
 
