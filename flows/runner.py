@@ -3,7 +3,7 @@ loaded, so a later ``voxflow transcribe`` or ``voxflow subtitle`` pays for neith
 
 A command that runs against the local server (``PREFECT_API_URL`` unset) first asks the runner
 of its Prefect home to run it. The runner runs the very same command (:func:`flows.cli.main`) in
-its own process, in the caller's folder and environment, as a flow run against the same local
+its own process, in the caller's folder, environment and umask, as a flow run against the same local
 server, so its logs and artifacts are in the UI as before; what the command prints comes back
 to the caller's terminal as it is written, and so does its exit code. Ctrl-C in the caller
 interrupts the run in the runner, as it would in-process.
@@ -195,6 +195,7 @@ def forward(argv: list[str]) -> int | None:
             "cwd": os.getcwd(),
             "env": dict(os.environ),
             "tty": [sys.stdout.isatty(), sys.stderr.isatty()],
+            "umask": _umask(),  # what the command's files get, as in its own process
         }
         conn.sendall(json.dumps(request).encode() + b"\n")
         reader = conn.makefile("rb")
@@ -204,6 +205,13 @@ def forward(argv: list[str]) -> int | None:
     except (OSError, ValueError):
         return None
     return _relay(conn, reader, state)
+
+
+def _umask() -> int:
+    """This process's umask (read by setting it back at once: nothing else runs yet)."""
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
 
 
 def _relay(conn: socket.socket, reader, state: dict) -> int:

@@ -2,9 +2,10 @@
 flows once, loads the models the command that started it used, then runs one command at a time
 for the commands that connect to its socket.
 
-This module owns its process, like the CLI: it swaps ``os.environ``, the working folder and
-``sys.stdout``/``sys.stderr`` for each command it runs, so the command sees what it would have
-seen in its own process, and it runs only one at a time.
+This module owns its process, like the CLI: it swaps ``os.environ``, the working folder, the
+umask and ``sys.stdout``/``sys.stderr`` for each command it runs, so the command sees what it
+would have seen in its own process (and its files get the caller's modes), and it runs only one
+at a time.
 """
 
 from __future__ import annotations
@@ -189,6 +190,7 @@ class Runner:
         code = 1
         _CALLER.attach(conn, request.get("tty", [False, False]))
         threading.Thread(target=_watch, args=(reader,), daemon=True).start()
+        umask = os.umask(_caller_umask(request))
         try:
             os.chdir(request["cwd"])
             os.environ.clear()
@@ -206,6 +208,7 @@ class Runner:
             except KeyboardInterrupt:  # a Ctrl-C that came as the command ended
                 _CALLER.detach(code)
             conn.close()
+            os.umask(umask)
             os.environ.clear()
             os.environ.update(environ)
             os.chdir(folder)
@@ -235,6 +238,16 @@ class Runner:
         log.info("runner %d ends after %d command(s)", os.getpid(), self.served)
         logging.shutdown()
         os._exit(0)  # no teardown of the loaded models
+
+
+def _caller_umask(request: dict) -> int:
+    """The umask the caller runs under (0o077, the strictest that writes what it must, when the
+    request does not say or says nonsense): the command's outputs get it, as they would in the
+    caller's own process."""
+    umask = request.get("umask")
+    if isinstance(umask, int) and not isinstance(umask, bool) and 0 <= umask <= 0o777:
+        return umask
+    return 0o077
 
 
 def _watch(reader: BinaryIO) -> None:
@@ -286,6 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile")
     parser.add_argument("--store")
     options = parser.parse_args(argv)
+    os.umask(0o077)  # its own files (record, socket, lock) are the user's alone
     # Before Prefect is imported (its console handler keeps the stream it finds) and before the
     # log handler: what a command logs goes to its caller, the runner's own lines to its log.
     sys.stdout = _Stream(runner._OUT, sys.stdout)
