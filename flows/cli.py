@@ -149,6 +149,11 @@ def _parser() -> argparse.ArgumentParser:
         "server", help="the local Prefect server voxflow's runs use when PREFECT_API_URL is unset"
     )
     p.add_argument("action", choices=("status", "start", "stop"), help="what to do")
+    p.add_argument(
+        "--all",
+        action="store_true",
+        help="with stop: every local server and runner you started, in any Prefect home",
+    )
     p.set_defaults(run=commands.server)
 
     p = sub.add_parser(

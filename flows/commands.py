@@ -178,8 +178,18 @@ def _each_media(
 def server(args: argparse.Namespace) -> int:
     from flows import server as local
 
+    if args.all and args.action != "stop":
+        raise BadInput(f"--all goes with `voxflow server stop`, not `{args.action}`")
     if os.environ.get("PREFECT_API_URL") and args.action != "stop":
         _out(f"PREFECT_API_URL is set: voxflow's runs use {os.environ['PREFECT_API_URL']}")
+    if args.all:
+        ended = local.stop_all(_out)
+        _out(
+            f"stopped {ended} local server(s) and runner(s) of yours"
+            if ended
+            else f"no local server or runner of yours runs (none listed in {local.registry()})"
+        )
+        return 0
     if args.action == "status":
         return _server_status()
     if args.action == "start":
@@ -205,7 +215,7 @@ def server(args: argparse.Namespace) -> int:
 
 
 def _server_status() -> int:
-    """Where the local server is, how to open its UI, and the runner beside it."""
+    """Where the local server is, how to open its UI, when it stops, and the runner beside it."""
     from flows import server as local
 
     where = local.paths()
@@ -216,9 +226,10 @@ def _server_status() -> int:
             _out(f"the local server recorded in {where.record} is not used: {why}")
         _out(f"no local server for {where.root}; the next run starts one")
         return 1
+    now = time.time()
     _out(
         f"local Prefect server at {found.url} (pid {found.pid}, "
-        f"up {_duration(time.time() - found.started_at)})"
+        f"up {local.duration(now - found.started_at)})"
     )
     _out(
         f"its UI: open {found.url} in a browser; it asks for a password: the line in "
@@ -228,17 +239,29 @@ def _server_status() -> int:
         f"the prefect CLI: PREFECT_API_URL={found.api} "
         f'PREFECT_API_AUTH_STRING="$(cat {shlex.quote(str(where.credential))})" prefect ...'
     )
+    _out(_idle_line(found, local.usage(where), now))
     _out(_runner_line())
     return 0
 
 
-def _duration(seconds: float) -> str:
-    """``42 s``, ``12 min``, ``3.5 h``."""
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
+def _idle_line(found: Any, use: Any, now: float) -> str:
+    """How long the local server has been unused, and when it stops."""
+    from flows.server import duration
+
+    if found.idle_s <= 0:
+        return "it stays up until `voxflow server stop` (started with VOXFLOW_SERVER_IDLE_S=0)"
+    if use.holders:
+        pids = ", ".join(str(p.pid) for p in use.holders)
+        return (
+            f"in use by {len(use.holders)} voxflow process(es) (pid {pids}); it stops "
+            f"{duration(found.idle_s)} after the last one ends"
+        )
+    idle = now - max(use.last_used, found.started_at)
+    at = time.strftime("%H:%M:%S", time.localtime(now + max(0.0, found.idle_s - idle)))
+    return (
+        f"idle {duration(idle)}: it stops at {at} unless a command uses it "
+        f"(after {duration(found.idle_s)} unused, VOXFLOW_SERVER_IDLE_S)"
+    )
 
 
 def _runner_line() -> str:

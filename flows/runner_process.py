@@ -28,11 +28,14 @@ import time
 import traceback
 from typing import BinaryIO
 
-from flows import runner
+from flows import runner, server
 from flows.server import ProcessId
 from voxflow.atomic import write_json
 
 log = logging.getLogger("voxflow.runner")
+
+_LOOK_S = 5.0
+"""How often an idle runner looks whether its local server is still the recorded one."""
 
 
 class _Stream(io.TextIOBase):
@@ -106,8 +109,8 @@ _CALLER = _Caller()
 class Runner:
     """The socket, the queue of accepted commands, and whether it is busy or leaving."""
 
-    def __init__(self, key: str, api: str, server: list, idle_s: float) -> None:
-        self.key, self.api, self.local_server, self.idle_s = key, api, server, idle_s
+    def __init__(self, key: str, api: str, bound: list, idle_s: float) -> None:
+        self.key, self.api, self.local_server, self.idle_s = key, api, bound, idle_s
         self.me = ProcessId.me()
         self.path = runner._socket_path()
         self.commands: queue.Queue = queue.Queue()
@@ -126,6 +129,7 @@ class Runner:
         self.server.listen(8)
         threading.Thread(target=self._accept, name="runner-accept", daemon=True).start()
         self.record()
+        server.register("runner", self.me, runner.home())
 
     def record(self, last_used: float | None = None) -> None:
         write_json(
@@ -169,15 +173,22 @@ class Runner:
             self.commands.put((conn, reader, request))
 
     def serve_forever(self) -> None:
+        last = time.monotonic()
         while not self.leaving:
             try:
-                conn, reader, request = self.commands.get(timeout=self.idle_s)
+                conn, reader, request = self.commands.get(timeout=min(self.idle_s, _LOOK_S))
             except queue.Empty:
-                log.info("no command for %.0f s: leaving", self.idle_s)
-                break
+                if runner._server() != self.local_server:
+                    log.info("its local server ended or was replaced: leaving")
+                    break
+                if time.monotonic() - last >= self.idle_s:
+                    log.info("no command for %.0f s: leaving", self.idle_s)
+                    break
+                continue
             self.run(conn, reader, request)
             with self._lock:
                 self.busy = False
+            last = time.monotonic()
         self.leave()
 
     def run(self, conn: socket.socket, reader: BinaryIO, request: dict) -> None:
@@ -212,6 +223,7 @@ class Runner:
             os.environ.clear()
             os.environ.update(environ)
             os.chdir(folder)
+            server.release()  # the command held the server (its idle time counts from now)
             give_back_freed()
         self.served += 1
         self.record(last_used=time.time())
@@ -234,6 +246,10 @@ class Runner:
                 runner._state().unlink(missing_ok=True)
                 os.unlink(self.path)
         except (OSError, ValueError):
+            pass
+        try:
+            server.unregister("runner", self.me)
+        except OSError:
             pass
         log.info("runner %d ends after %d command(s)", os.getpid(), self.served)
         logging.shutdown()
@@ -321,8 +337,8 @@ def main(argv: list[str] | None = None) -> int:
                 return 0
             time.sleep(0.2)
 
-    server, client = runner._server(), runner._server_environment()
-    if server is None or client is None:
+    bound, client = runner._server(), runner._server_environment()
+    if bound is None or client is None:
         log.info("no local server runs for %s: leaving", runner.home())
         return 0
     api = client["PREFECT_API_URL"]
@@ -336,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
         importlib.import_module(name)
 
     idle_s = float(os.environ.get("VOXFLOW_RUNNER_IDLE_S") or runner.IDLE_S)
-    serving = Runner(options.key, api, server, idle_s)
+    serving = Runner(options.key, api, bound, idle_s)
     signal.signal(signal.SIGTERM, serving.stop_soon)
     if options.profile and options.store:
         try:

@@ -20,10 +20,17 @@ Its record, ``<PREFECT_HOME>/voxflow-server.json``, names its process by pid *an
 process, so nothing is signalled on a record's word unless both still match, and a process
 group only when its leader is the recorded process. A record that cannot be read is no server
 (one warning line).
+
+It does not outlive its use: a :class:`Watchdog` in its process ends it once no voxflow
+process has held it for ``VOXFLOW_SERVER_IDLE_S`` (30 min; 0 keeps it up), and at once when its
+home is removed or replaced or its record names another process; the next command starts it
+again. Each server and runner lists itself in a per-user registry (:func:`registry`), so
+``voxflow server stop --all`` ends every one of them, each checked by its process identity.
 """
 
 from __future__ import annotations
 
+import argparse
 import base64
 import json
 import logging
@@ -34,6 +41,7 @@ import socket
 import stat
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -42,12 +50,15 @@ from functools import cache
 from pathlib import Path
 
 from filelock import FileLock
+from filelock import Timeout as FileLockTimeout
 
-from voxflow.atomic import temp_path, write_json
+from voxflow.atomic import temp_path, write_json, write_text
 from voxflow.errors import BadInput, VoxflowError
+from voxflow.settings import load_settings
 
 log = logging.getLogger("voxflow.server")
 
+ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_PORT = 4200
 START_TIMEOUT_S = 240.0  # the first start runs the database migrations; a busy machine is slow
 STOP_TIMEOUT_S = 20.0  # how long a stopped process has to end before it is killed
@@ -239,6 +250,17 @@ class HomePaths:
         return self.root / "voxflow-server.credential"
 
     @property
+    def used(self) -> Path:
+        """Touched by each command that uses the server: its mtime is the last use."""
+        return self.root / "voxflow-server.used"
+
+    @property
+    def users(self) -> Path:
+        """A file per process that holds the server (named by its pid, holding its start time);
+        the server does not end for idleness while one of them runs."""
+        return self.root / "voxflow-server.users"
+
+    @property
     def runner_record(self) -> Path:
         """The local runner's record (:mod:`flows.runner`)."""
         return self.root / "voxflow-runner.json"
@@ -257,8 +279,8 @@ class HomePaths:
 
 
 def home() -> Path:
-    """The Prefect home (``$PREFECT_HOME``, else ``~/.prefect``)."""
-    return Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser()
+    """The Prefect home (``$PREFECT_HOME``, else ``~/.prefect``), as an absolute path."""
+    return Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser().absolute()
 
 
 def paths() -> HomePaths:
@@ -285,6 +307,7 @@ class LocalServer:
     started_at: float
     start: str = ""
     netns: int | None = None
+    idle_s: float = 0.0
 
     @property
     def url(self) -> str:
@@ -302,7 +325,12 @@ class LocalServer:
         return ProcessId(self.pid, self.start)
 
 
-_RECORD = {"port": int, "started_at": (int, float), "netns": (int, type(None))}
+_RECORD = {
+    "port": int,
+    "started_at": (int, float),
+    "netns": (int, type(None)),
+    "idle_s": (int, float),
+}
 
 
 def read() -> LocalServer | None:
@@ -312,7 +340,12 @@ def read() -> LocalServer | None:
     if data is None:
         return None
     return LocalServer(
-        data["pid"], data["port"], float(data["started_at"]), data["start"], data["netns"]
+        data["pid"],
+        data["port"],
+        float(data["started_at"]),
+        data["start"],
+        data["netns"],
+        float(data["idle_s"]),
     )
 
 
@@ -361,7 +394,8 @@ def ensure(say=print) -> tuple[LocalServer, bool]:
     """
     where = paths()
     private_home(where)
-    with FileLock(where.lock):  # another command may be starting it
+    hold(where)  # first: a server that sees this process holding it does not end now
+    with FileLock(where.lock):  # another command may be starting it, or the server ending
         server = read()
         if server is not None:
             why = not_ours(server)
@@ -394,6 +428,8 @@ def stop() -> LocalServer | None:
     server = read()
     stopped = server is not None and server.process.end(group=True)
     paths().record.unlink(missing_ok=True)
+    if server is not None:
+        unregister("server", server.process)
     return server if stopped else None
 
 
@@ -496,15 +532,54 @@ def _private_log(path: Path):
 
 def _start(where: HomePaths, say) -> LocalServer:
     secret = read_credential() or _new_credential(where)
+    idle_s = load_settings().server_idle_s
     port = DEFAULT_PORT if _free(DEFAULT_PORT) else _any_free_port()
+    say(f"starting a local Prefect server for voxflow's runs at http://127.0.0.1:{port} ...")
+    for attempt in range(3):
+        server, process = _spawn(where, port, secret, idle_s)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while _refusal(server, secret, timeout=2.0) is not None:
+            if process.poll() is not None or not server.start or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        else:
+            break
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)  # our child, not yet reaped: still it
+        elif attempt < 2 and not _free(port):  # another process took the port meanwhile
+            port = _any_free_port()
+            say(f"its port was taken meanwhile: starting it at http://127.0.0.1:{port} ...")
+            continue
+        raise ServerFailed(
+            f"the local Prefect server did not start (see {where.log}); run the command "
+            "again, or start one yourself (`prefect server start`) and set PREFECT_API_URL"
+        )
+    write_json(where.record, asdict(server))
+    private_home(where)  # what the first start created, under its umask already
+    ends = f"it ends after {duration(idle_s)} unused" if idle_s > 0 else "it stays up"
+    say(
+        f"local Prefect server ready: its UI at {server.url} shows voxflow's runs "
+        f"(`voxflow server status` says how to log in); later commands reuse it, {ends}"
+    )
+    return server
+
+
+def _spawn(
+    where: HomePaths, port: int, secret: str, idle_s: float
+) -> tuple[LocalServer, subprocess.Popen]:
+    """Start the server's process (:func:`serve`) in the background; what its record will be."""
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     # It asks every request but its health check for the credential; its own clients send it.
     env.update(PREFECT_SERVER_API_AUTH_STRING=secret, PREFECT_API_AUTH_STRING=secret)
-    command = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1"]
+    env["PREFECT_HOME"] = str(where.root)
+    # This very code runs its watchdog (the record it reads is the one this code writes).
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    command = [sys.executable, "-m", "flows.server", "--port", str(port), "--idle-s", str(idle_s)]
     with _private_log(where.log) as out:
         process = subprocess.Popen(
-            [*command, "--port", str(port)],
+            command,
+            cwd=where.root,
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -513,27 +588,18 @@ def _start(where: HomePaths, say) -> LocalServer:
             umask=0o077,  # its database, journals and logs are the user's alone
         )
     started = ProcessId.of(process.pid)
-    server = LocalServer(
-        process.pid, port, time.time(), started.start if started else "", network_namespace()
-    )
-    say(f"starting a local Prefect server for voxflow's runs at {server.url} ...")
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while _refusal(server, secret, timeout=2.0) is not None:
-        if started is None or process.poll() is not None or time.monotonic() > deadline:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)  # our child, not yet reaped: still it
-            raise ServerFailed(
-                f"the local Prefect server did not start (see {where.log}); run the command "
-                "again, or start one yourself (`prefect server start`) and set PREFECT_API_URL"
-            )
-        time.sleep(0.5)
-    write_json(where.record, asdict(server))
-    private_home(where)  # what the first start created, under its umask already
-    say(
-        f"local Prefect server ready: its UI at {server.url} shows voxflow's runs "
-        "(`voxflow server status` says how to log in); later commands reuse it"
-    )
-    return server
+    start = started.start if started else ""
+    server = LocalServer(process.pid, port, time.time(), start, network_namespace(), idle_s)
+    return server, process
+
+
+def duration(seconds: float) -> str:
+    """A time span as a line says it: ``42 s``, ``12 min``, ``3.5 h``."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def _free(port: int) -> bool:
@@ -549,3 +615,262 @@ def _any_free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# ---- who uses it, and when it ends ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Who holds the local server, and when a command last used it."""
+
+    holders: tuple[ProcessId, ...]
+    last_used: float
+
+
+def hold(where: HomePaths | None = None) -> None:
+    """Count this process as a user of the home's server until it ends or calls
+    :func:`release`: the server does not end for idleness meanwhile."""
+    where = where or paths()
+    me = ProcessId.me()
+    where.users.mkdir(mode=0o700, exist_ok=True)
+    write_text(where.users / str(me.pid), me.start)
+    where.used.touch()
+
+
+def release(where: HomePaths | None = None) -> None:
+    """This process no longer uses the server (the runner, after each command): its idle time
+    counts from now."""
+    where = where or paths()
+    me = ProcessId.me()
+    held = where.users / str(me.pid)
+    try:
+        if held.read_text().strip() == me.start:
+            held.unlink()
+            where.used.touch()
+    except FileNotFoundError:
+        pass
+
+
+def usage(where: HomePaths | None = None, prune: bool = False) -> Usage:
+    """The processes that hold the server now (each checked by pid and start time), and its last
+    use: the latest command's, or the end of the last holder that ``prune`` saw gone (it
+    removes their files)."""
+    where = where or paths()
+    try:
+        last = where.used.stat().st_mtime
+    except FileNotFoundError:
+        last = 0.0
+    holders = []
+    try:
+        entries = sorted(where.users.iterdir())
+    except FileNotFoundError:
+        entries = []
+    for entry in entries:
+        if not entry.name.isdigit():  # a writer's temp file
+            continue
+        try:
+            held = ProcessId(int(entry.name), entry.read_text().strip())
+        except OSError:
+            continue
+        if held.running():
+            holders.append(held)
+        elif prune:
+            entry.unlink(missing_ok=True)
+            where.used.touch()
+            last = time.time()
+    return Usage(tuple(holders), last)
+
+
+class Watchdog:
+    """A thread in the local server's own process that ends it: at once when its Prefect home
+    is removed or replaced, or its record there names another process (or cannot be read); and
+    when no voxflow process has held it (:func:`hold`) for ``idle_s`` seconds (0: never).
+
+    In the server's process rather than beside it: there is one process to identify, signal
+    and wait for, nothing outlives it, and it needs no connection to the server. The runner
+    could not be it: it is not always there (``VOXFLOW_RUNNER=0``, before a first command ends).
+    """
+
+    def __init__(self, where: HomePaths, me: ProcessId, idle_s: float, url: str) -> None:
+        self.where, self.me, self.idle_s, self.url = where, me, idle_s, url
+        self.tick = 1.0 if idle_s <= 0 else min(1.0, max(0.1, idle_s / 10))
+        info = os.stat(where.root)
+        self.home_id = (info.st_dev, info.st_ino)
+        self.born, self.born_at = time.monotonic(), time.time()
+        self.recorded = False
+
+    def begin(self) -> None:
+        """List the server in the user's registry; start watching."""
+        register("server", self.me, self.where.root, url=self.url)
+        threading.Thread(target=self._watch, name="voxflow-watchdog", daemon=True).start()
+
+    def _watch(self) -> None:
+        while True:
+            time.sleep(self.tick)
+            try:
+                why = self.reason()
+            except OSError as e:  # a passing failure to read: look again at the next tick
+                _say(f"the watchdog could not look ({type(e).__name__}: {e})")
+                continue
+            if why:
+                self.end(why)
+                return
+
+    def reason(self) -> str | None:
+        """Why the server is to end now; None while it is to stay."""
+        root = self.where.root
+        try:
+            info = os.stat(root)
+        except FileNotFoundError:
+            return f"its Prefect home {root} was removed"
+        if (info.st_dev, info.st_ino) != self.home_id:
+            return f"its Prefect home {root} was replaced"
+        try:
+            data = json.loads(self.where.record.read_text())
+            names = (data.get("pid"), data.get("start")) if isinstance(data, dict) else None
+        except FileNotFoundError:
+            names = ()
+        except ValueError:
+            names = None
+        if names != (self.me.pid, self.me.start):
+            if not self.recorded:  # the command that started it writes it once it answers
+                if time.monotonic() - self.born > START_TIMEOUT_S + 60:
+                    return "the command that started it never recorded it"
+                return None
+            if names == ():
+                return f"its record {self.where.record} was removed"
+            if names is None:
+                return f"its record {self.where.record} cannot be read"
+            return f"its record names another process (pid {names[0]})"
+        self.recorded = True
+        if self.idle_s > 0 and self._idle():
+            return f"no voxflow command or run used it for {duration(self.idle_s)}"
+        return None
+
+    def _idle(self) -> bool:
+        """Whether no one has held it for ``idle_s``: then no command finds its record again."""
+
+        def unused(use: Usage) -> bool:
+            return not use.holders and time.time() - max(use.last_used, self.born_at) >= self.idle_s
+
+        if not unused(usage(self.where)):
+            return False
+        try:  # a command holds the server before it takes the lock to look for it
+            with FileLock(self.where.lock, timeout=self.tick):
+                if not unused(usage(self.where, prune=True)):
+                    return False
+                _unlink_if_names(self.where.record, self.me)
+                return True
+        except FileLockTimeout:
+            return False
+
+    def end(self, why: str) -> None:
+        """End the server: Prefect's own shutdown, then, should that hang, the process."""
+        _say(f"the local Prefect server (pid {self.me.pid}) ends: {why}")
+        self.leave()
+        os.kill(self.me.pid, signal.SIGTERM)  # uvicorn shuts down in the main thread
+        time.sleep(STOP_TIMEOUT_S)
+        _say(f"it did not end within {STOP_TIMEOUT_S:.0f} s of SIGTERM: leaving now")
+        os._exit(1)
+
+    def leave(self) -> None:
+        """Take the server's record (when it names this process) and its registry entry."""
+        _unlink_if_names(self.where.record, self.me)
+        unregister("server", self.me)
+
+
+def _say(line: str) -> None:
+    """A line in the server's log (its stderr): this process is the server's."""
+    sys.stderr.write(f"voxflow: {line}\n")
+    sys.stderr.flush()
+
+
+def _unlink_if_names(path: Path, process: ProcessId) -> None:
+    """Remove the record at ``path`` when it names ``process`` (pid and start time)."""
+    try:
+        data = json.loads(path.read_text())
+        if isinstance(data, dict) and (data.get("pid"), data.get("start")) == (
+            process.pid,
+            process.start,
+        ):
+            path.unlink()
+    except (OSError, ValueError):
+        pass
+
+
+def serve(argv: list[str] | None = None) -> int:
+    """The local server's process: its :class:`Watchdog`, then ``prefect server start`` on
+    127.0.0.1 in this process, with the environment :func:`_start` gave it."""
+    parser = argparse.ArgumentParser(prog="python -m flows.server")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--idle-s", type=float, required=True)
+    options = parser.parse_args(argv)
+    os.umask(0o077)  # this process owns its umask; its files are the user's alone
+    where = paths()
+    watchdog = Watchdog(where, ProcessId.me(), options.idle_s, f"http://127.0.0.1:{options.port}")
+    watchdog.begin()
+    sys.argv = ["prefect", "server", "start", "--host", "127.0.0.1", "--port", str(options.port)]
+    from prefect.cli import app
+
+    try:
+        app()
+    finally:
+        watchdog.leave()
+    return 0
+
+
+# ---- every server and runner of this user's -----------------------------------------------------
+
+
+def registry() -> Path:
+    """The folder (0700) listing the local servers and runners this user started, in any Prefect
+    home: ``$XDG_RUNTIME_DIR/voxflow``, else ``~/.cache/voxflow``."""
+    runtime = load_settings().runtime_dir
+    base = runtime / "voxflow" if runtime else Path.home() / ".cache" / "voxflow"
+    folder = base / "processes"
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for made in (base, folder):
+        if stat.S_IMODE(os.stat(made).st_mode) != 0o700:
+            os.chmod(made, 0o700)
+    return folder
+
+
+def register(kind: str, process: ProcessId, root: Path, **extra: str) -> None:
+    """List ``process`` (a ``server`` or a ``runner`` of the home ``root``) in the registry."""
+    record = {"kind": kind, "pid": process.pid, "start": process.start, "home": str(root)}
+    write_json(registry() / f"{kind}-{process.pid}.json", {**record, **extra})
+
+
+def unregister(kind: str, process: ProcessId) -> None:
+    """Take ``process`` off the registry (when its entry names it)."""
+    _unlink_if_names(registry() / f"{kind}-{process.pid}.json", process)
+
+
+def stop_all(say=print) -> int:
+    """End every runner, then every server, that the registry lists, each only while its process
+    is the listed one (pid and start time; a server with its process group); how many ended.
+    Entries that name no such process are dropped, with nothing signalled."""
+    entries = []
+    for path in sorted(registry().glob("*.json")):
+        entry = read_record(path, {"kind": str, "home": str}, "registered process")
+        if entry is not None:
+            entries.append((path, entry))
+    ended = 0
+    for kind in ("runner", "server"):
+        for path, entry in entries:
+            if entry["kind"] != kind:
+                continue
+            process = ProcessId(entry["pid"], entry["start"])
+            where = HomePaths(Path(entry["home"]))
+            if process.end(group=kind == "server"):
+                ended += 1
+                what = "runner" if kind == "runner" else f"Prefect server at {entry.get('url')}"
+                say(f"stopped the local {what} (pid {process.pid}) of {where.root}")
+            _unlink_if_names(where.record if kind == "server" else where.runner_record, process)
+            path.unlink(missing_ok=True)
+    return ended
+
+
+if __name__ == "__main__":
+    raise SystemExit(serve())

@@ -30,6 +30,11 @@ class Settings:
         hf_endpoint: Hub URL for ``hf://`` sources (``$HF_ENDPOINT``; huggingface.co when unset).
         hf_token: Hub access token for gated or private models (``$HF_TOKEN``); kept out of
             ``repr`` so it never reaches a log line.
+        server_idle_s: How long the local Prefect server voxflow starts stays up with no
+            voxflow command or run using it (``$VOXFLOW_SERVER_IDLE_S``, seconds, default 1800;
+            ``0`` keeps it up until ``voxflow server stop``).
+        runtime_dir: The user's runtime folder (``$XDG_RUNTIME_DIR``), where voxflow lists the
+            local servers and runners it started (else under ``~/.cache/voxflow``).
     """
 
     store: Path = Path("models")
@@ -39,6 +44,8 @@ class Settings:
     hf_token: str | None = field(default=None, repr=False)
     catalogs: tuple[Path, ...] = ()
     gpu_limit: str = "gpu"
+    server_idle_s: float = 1800.0
+    runtime_dir: Path | None = None
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -66,4 +73,24 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         catalogs=tuple(Path(p) for p in (env.get("VOXFLOW_CATALOG") or "").split(os.pathsep) if p),
         hf_endpoint=(env.get("HF_ENDPOINT") or "").rstrip("/") or None,
         hf_token=env.get("HF_TOKEN") or None,
+        server_idle_s=_seconds(env, "VOXFLOW_SERVER_IDLE_S", defaults.server_idle_s),
+        runtime_dir=Path(env["XDG_RUNTIME_DIR"]) if env.get("XDG_RUNTIME_DIR") else None,
     )
+
+
+def _seconds(env: Mapping[str, str], key: str, default: float) -> float:
+    """A number of seconds, 0 or more, from ``env[key]`` (``default`` when unset or empty).
+
+    Raises:
+        BadInput: It is not such a number.
+    """
+    raw = env.get(key, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise BadInput(f"{key} is {raw!r}: expected a number of seconds, 0 or more")
+    return value
