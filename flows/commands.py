@@ -187,7 +187,7 @@ def server(args: argparse.Namespace) -> int:
         _out(
             f"stopped {ended} local server(s) and runner(s) of yours"
             if ended
-            else f"no local server or runner of yours runs (none listed in {local.registry()})"
+            else f"no local server or runner of yours runs (their registry: {local.registry()})"
         )
         return 0
     if args.action == "status":

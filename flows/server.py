@@ -727,14 +727,17 @@ class Watchdog:
         if (info.st_dev, info.st_ino) != self.home_id:
             return f"its Prefect home {root} was replaced"
         try:
+            written = os.stat(self.where.record).st_mtime
             data = json.loads(self.where.record.read_text())
             names = (data.get("pid"), data.get("start")) if isinstance(data, dict) else None
         except FileNotFoundError:
-            names = ()
+            written, names = 0.0, ()
         except ValueError:
             names = None
         if names != (self.me.pid, self.me.start):
-            if not self.recorded:  # the command that started it writes it once it answers
+            # The command that started it records it once it answers: until then the record
+            # is the one from before it started, if any.
+            if not self.recorded and (names == () or written < self.born_at):
                 if time.monotonic() - self.born > START_TIMEOUT_S + 60:
                     return "the command that started it never recorded it"
                 return None
