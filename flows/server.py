@@ -375,12 +375,6 @@ def not_ours(server: LocalServer) -> str | None:
     return _refusal(server, secret)
 
 
-def running() -> LocalServer | None:
-    """The local server, when it is this home's to use (:func:`not_ours`); else None."""
-    server = read()
-    return server if server is not None and not_ours(server) is None else None
-
-
 def ensure(say=print) -> tuple[LocalServer, bool]:
     """The local server, started in the background when there is none that is this home's
     (saying, in one line, why a recorded one is not used).
@@ -431,11 +425,6 @@ def stop() -> LocalServer | None:
     if server is not None:
         unregister("server", server.process)
     return server if stopped else None
-
-
-def healthy(api: str, timeout: float = 2.0) -> bool:
-    """Whether the Prefect API at ``api`` answers its health check."""
-    return _status(f"{api}/health", None, timeout) == 200
 
 
 # No proxy for loopback: a proxy named in the environment would otherwise see the credential.
