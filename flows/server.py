@@ -637,8 +637,8 @@ def release(where: HomePaths | None = None) -> None:
         if held.read_text().strip() == me.start:
             held.unlink()
             where.used.touch()
-    except FileNotFoundError:
-        pass
+    except FileNotFoundError:  # it did not hold the server: nothing to release
+        return
 
 
 def usage(where: HomePaths | None = None, prune: bool = False) -> Usage:
