@@ -126,7 +126,7 @@ def warm_then_transcribe(stack: Stack) -> str:
     warm = stack.run("warm-cache/cpu")
     assert warm.state.is_completed(), warm.state
     table = stack.artifacts(warm.id)["model-cache-cpu"]
-    assert table.type == "table" and "faster-whisper-tiny.en" in json.dumps(table.data)
+    assert table.type == "table" and "faster-whisper-base" in json.dumps(table.data)
 
     run = stack.run("transcribe/cpu", media=str(SAMPLE), language="en", formats=["srt", "txt"])
     assert run.state.is_completed(), run.state

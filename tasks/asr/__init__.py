@@ -25,6 +25,8 @@ __all__ = [
     "language_runs",
     "main_language",
     "smooth_languages",
+    "absorb_unsure",
+    "confident_switch",
     "speech_language",
     "split_long_spans",
     "split_sentences",
@@ -59,6 +61,54 @@ class Detected:
     language: str
     probability: float | None = None
     candidates: tuple[tuple[str, float], ...] = ()
+
+
+UNSURE_RUN_PROBABILITY = 0.35
+"""A run of spans whose mean probability for its language is below this joins its neighbour:
+a guess too weak to decode a stretch in a language of its own."""
+
+
+def absorb_unsure(found: list[Detected]) -> list[Detected]:
+    """The spans' languages with each unsure run (:data:`UNSURE_RUN_PROBABILITY`) given the
+    language of the run before it (the first run, of the one after it); all unsure: as found.
+
+    A short span's top language is often one nobody spoke (Thai for a few seconds of robotic
+    French): such a guess must not cut a window, where several spans the model is sure of
+    (a change from English to Spanish) still do.
+    """
+    runs = language_runs(found)
+    sure = [
+        sum(found[i].probability or 0.0 for i in members) / len(members) >= UNSURE_RUN_PROBABILITY
+        for _, members in runs
+    ]
+    if not any(sure):
+        return found
+    out = list(found)
+    for k, (_, members) in enumerate(runs):
+        if sure[k]:
+            continue
+        before = [j for j in range(k - 1, -1, -1) if sure[j]]
+        after = [j for j in range(k + 1, len(runs)) if sure[j]]
+        donor = runs[(before or after)[0]][0].language
+        for i in members:  # no probability of its own: the run's is its donor's
+            out[i] = Detected(donor, None, found[i].candidates)
+    return out
+
+
+SWITCH_PROBABILITY = 0.5
+"""A window is cut where its spans change language only when a run of them in another
+language than the window's was heard with at least this mean probability."""
+
+
+def confident_switch(spans: list[Detected], window: Detected) -> bool:
+    """Whether the spans of a window show a change of language the model is sure of: a run
+    in a language other than the window's, at :data:`SWITCH_PROBABILITY` or more."""
+    for found, members in language_runs(spans):
+        heard = [spans[i].probability for i in members if spans[i].probability is not None]
+        mean = sum(heard) / len(heard) if heard else 0.0
+        if found.language != window.language and mean >= SWITCH_PROBABILITY:
+            return True
+    return False
 
 
 def smooth_languages(found: list[Detected]) -> list[Detected]:

@@ -13,7 +13,9 @@ from tasks.asr import (
     MIXED_LANGUAGE_PROBABILITY,
     AsrBackend,
     Detected,
+    absorb_unsure,
     check_language,
+    confident_switch,
     decode_windows,
     language_runs,
     main_language,
@@ -159,12 +161,14 @@ class FasterWhisperAsr(AsrBackend):
             parts = [(window, piece, detected)]
             if (detected.probability or 0.0) < MIXED_LANGUAGE_PROBABILITY and len(inner) > 1:
                 clips = [np.asarray(audio[_at(s.start) : _at(s.end)], np.float32) for s in inner]
-                each = smooth_languages(self._languages(clips))
-                if len({d.language for d in each}) > 1:
+                each = absorb_unsure(smooth_languages(self._languages(clips)))
+                if confident_switch(each, detected):
                     parts = []
                     for lang, members in language_runs(each):
                         cut = SpeechSpan(inner[members[0]].start, inner[members[-1]].end)
-                        sure = [each[i].probability or 0.0 for i in members]
+                        sure = [
+                            each[i].probability for i in members if each[i].probability is not None
+                        ] or [0.0]
                         parts.append(
                             (
                                 cut,
