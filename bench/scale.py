@@ -20,7 +20,11 @@ Everything runs as a user runs it, each command in its own process, timed from o
   timed from the inbox run's start until the ledger has every file done; against one bare
   process that loads the model once and transcribes the same files one after another.
 
-The recordings are espeak-ng speech (`bench/overhead/recording.py`), AAC in .m4a.
+The recordings are espeak-ng speech (`bench/overhead/recording.py`), AAC in .m4a. The bench
+runs in a Prefect home of its own, and everything it starts against that home's local server
+(the workers, `prefect deploy`, its own Prefect client) sends the home's credential
+(``flows.server.client_environment``); it holds the server while it runs, as a command does, so
+the server does not end for idleness during the inbox runs, which no voxflow command holds.
 """
 
 from __future__ import annotations
@@ -106,8 +110,21 @@ def base_env(home: Path) -> dict[str, str]:
         "HF_HUB_OFFLINE": "1",
         "PYTHONPATH": str(ROOT),
     }
+    # The commands find the home's local server and send its credential themselves.
     env.pop("PREFECT_API_URL", None)
+    env.pop("PREFECT_API_AUTH_STRING", None)
     return env
+
+
+def server_env(env: dict[str, str]) -> dict[str, str]:
+    """``env`` for a client of the bench home's local server (a worker, `prefect deploy`):
+    its API address and the home's credential, as flows.server gives them."""
+    from flows import server as local
+
+    found = local.recorded()
+    if found is None:
+        sys.exit(f"no local server runs for {local.home()}; see {local.paths().log}")
+    return {**env, **local.client_environment(found)}
 
 
 def compare(media: Path, store: Path, env: dict[str, str], repeat: int) -> dict[str, Any]:
@@ -163,11 +180,7 @@ def files_per_hour(cuts: list[Path], store: Path, env: dict[str, str]) -> dict[s
     bare = run_timed([sys.executable, "-c", BARE, *map(str, cuts)], env)
     result: dict[str, Any] = {"files": len(cuts), "bare": bare}
     result["bare"]["files_per_hour"] = round(3600 * len(cuts) / bare["s"])
-    from flows.server import LocalServer
-
-    state = Path(env["PREFECT_HOME"]) / "voxflow-server.json"
-    api = LocalServer(**json.loads(state.read_text())).api
-    env = {**env, "PREFECT_API_URL": api}
+    env = server_env(env)
     subprocess.run([*PREFECT, "work-pool", "create", "cpu", "--type", "process", "--overwrite"],
                    env=env, cwd=ROOT, check=True, capture_output=True)  # fmt: skip
     subprocess.run(
@@ -190,7 +203,7 @@ def inbox_run(
     profile: str,
 ) -> dict[str, Any]:  # fmt: skip
     from prefect.deployments import run_deployment
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
     work = Path(tempfile.mkdtemp(prefix=f"inbox-{workers}-", dir=OUT))
     box, out = work / "inbox", work / "out"
@@ -215,7 +228,11 @@ def inbox_run(
     try:
         time.sleep(8)  # the workers are up and polling before the clock starts
         start = time.perf_counter()
-        with temporary_settings(updates={PREFECT_API_URL: env["PREFECT_API_URL"]}):
+        client = {
+            PREFECT_API_URL: env["PREFECT_API_URL"],
+            PREFECT_API_AUTH_STRING: env["PREFECT_API_AUTH_STRING"],
+        }
+        with temporary_settings(updates=client):
             run_deployment(
                 "inbox/cpu",
                 parameters={"inbox_dir": str(box), "output_dir": str(out), "store": str(store),
@@ -257,6 +274,8 @@ def main() -> None:
 
     media = recordings(options.files)
     home = Path(tempfile.mkdtemp(prefix="prefect-", dir=OUT))
+    # This process is the user of that home: flows.server finds its record and credential here.
+    os.environ["PREFECT_HOME"] = str(home)
     env = base_env(home)
     store = OUT / "models"
     subprocess.run(
@@ -266,6 +285,9 @@ def main() -> None:
         check=True,
         capture_output=True,
     )  # fmt: skip (starts the server)
+    from flows import server as local
+
+    local.hold()  # until this process ends: the inbox runs hold no voxflow command
     results: dict[str, Any] = {}
     try:
         # The user's first command, which started the server; not counted.
