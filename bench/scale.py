@@ -265,7 +265,7 @@ def inbox_run(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--files", type=int, default=8)
     parser.add_argument("--skip", default="", help="comma-separated: short,long,files")
