@@ -55,6 +55,84 @@ def _no_network_attempts() -> Iterator[None]:
     assert _blocked[start:] == [], f"the test tried to reach the network: {_blocked[start:]}"
 
 
+# ---- no local server or runner outlives the session ----------------------------------------------
+
+_left_running: list[str] = []
+
+
+def registries_under(root: Path) -> list[Path]:
+    """Every runtime folder (``XDG_RUNTIME_DIR``) under ``root`` whose voxflow registry exists:
+    the session's, and those tests give their own children (``tests/local_servers.py``). Links
+    are not followed, so nothing outside ``root`` is looked at."""
+    found = []
+    for folder, subfolders, _ in os.walk(root):
+        here = Path(folder)
+        if here.name == "processes" and here.parent.name == "voxflow":
+            found.append(here.parent.parent)
+            subfolders.clear()
+    return sorted(found)
+
+
+def stop_left_running(root: Path) -> list[str]:
+    """Stop every local server and runner that a registry under ``root`` lists and that still
+    runs, as `voxflow server stop --all` does (``flows.server.stop_all``: each only while its
+    process is the listed one, by pid and start time; a server with its process group); a line
+    for each, naming it, its pid and its Prefect home."""
+    from flows import server
+
+    stopped: list[str] = []
+    with pytest.MonkeyPatch.context() as patch:
+        for runtime in registries_under(root):
+            patch.setenv("XDG_RUNTIME_DIR", str(runtime))
+            server.stop_all(stopped.append)
+    return stopped
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The per-user registry of local servers and runners for this session, yielded: the
+    session's ``XDG_RUNTIME_DIR`` is a folder in its temporary area, so what the tests start
+    lists itself there, never beside the user's own servers, which no test's `stop --all` can
+    then touch. At the end, whatever the session's outcome (this teardown runs also after a
+    failure, ``-x`` or Ctrl-C), every server and runner still running that a registry in the
+    session's temporary area lists is stopped and named, and the session fails
+    (:func:`pytest_sessionfinish`). Prefect's own test server (``prefect_test_harness``) is no
+    voxflow server: it lists itself nowhere."""
+    runtime = tmp_path_factory.mktemp("runtime")  # 0700, as XDG wants a runtime folder
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_RUNTIME_DIR", str(runtime))
+        yield runtime / "voxflow" / "processes"
+    _left_running.extend(stop_left_running(tmp_path_factory.getbasetemp()))
+
+
+@pytest.hookimpl(wrapper=True, trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> Iterator[None]:
+    """Fail the session, naming them, when it left local servers or runners running.
+
+    A wrapper, so that this comes after every session fixture's teardown (pytest's own
+    ``pytest_sessionfinish`` runs the ones an interrupted session left), and the innermost
+    one, so that its lines come before the terminal's summary.
+    """
+    result = yield
+    if _left_running:
+        lines = [
+            f"the tests left {len(_left_running)} local server(s) or runner(s) running; "
+            "now stopped:",
+            *_left_running,
+        ]
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.line("")
+            reporter.write_sep("=", "left running", red=True)
+            for line in lines:
+                reporter.write_line(line, red=True)
+        else:
+            sys.stderr.write("\n".join(lines) + "\n")
+        if session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    return result
+
+
 @pytest.fixture(scope="session")
 def prefect_api() -> Iterator[str]:
     """One temporary Prefect server for the whole session; yields its API URL."""
