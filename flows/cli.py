@@ -312,10 +312,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except Exception as e:
+        if _interrupted(e):  # Prefect's engine failing while it handled the Ctrl-C
+            sys.stderr.write("voxflow: interrupted; run the same command again to resume\n")
+            return 1
         if args.debug:
             raise
         sys.stderr.write(f"voxflow: error: {_explain(e)}\n")
         return e.exit_code if isinstance(e, VoxflowError) else 1
+
+
+def _interrupted(error: BaseException) -> bool:
+    """Whether a failure was raised while a Ctrl-C was being handled: a Ctrl-C that lands
+    between two tasks makes Prefect's task engine fail on its way out (``ValueError: Task run
+    is not set``), with the KeyboardInterrupt as the context of what it raises."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, KeyboardInterrupt):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
 
 
 _LEAVING: list[int] = []
