@@ -227,6 +227,20 @@ def normalise(text: str) -> str:
 
 
 @pytest.fixture
+def local(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """The environment of a user's `voxflow` with a new Prefect home and no
+    ``PREFECT_API_URL`` (:func:`local_servers.local_env`); whatever it starts is stopped
+    afterwards and awaited gone by its process identity."""
+    from local_servers import leave_nothing, local_env
+
+    env = local_env(tmp_path)
+    try:
+        yield env
+    finally:
+        leave_nothing(env)
+
+
+@pytest.fixture
 def env(prefect_api: str, tmp_path: Path) -> dict[str, str]:
     """A `voxflow` child's environment: the session's server, guarded, logging to tmp_path."""
     return cli_env(prefect_api, guard_log=tmp_path / "blocked.log")

@@ -7,26 +7,13 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from local_servers import leave_nothing, local_env
 
 from conftest import SAMPLE, no_network_used, run_cli
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def local(tmp_path: Path) -> Iterator[dict[str, str]]:
-    """The environment of a user's `voxflow` with a new Prefect home; whatever it starts is
-    stopped afterwards and awaited gone by its process identity."""
-    env = local_env(tmp_path)
-    try:
-        yield env
-    finally:
-        leave_nothing(env)
 
 
 def _runner_line(env: dict[str, str]) -> str:

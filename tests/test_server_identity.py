@@ -26,8 +26,6 @@ import pytest
 from local_servers import (
     gone,
     in_home,
-    leave_nothing,
-    local_env,
     server_process,
     server_record,
     write_credential,
@@ -38,17 +36,6 @@ from conftest import no_network_used, run_cli
 from flows.server import ProcessId
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def local(tmp_path: Path) -> Iterator[dict[str, str]]:
-    """The environment of a user's `voxflow` with a new Prefect home; whatever it starts is
-    stopped afterwards and awaited gone by its process identity."""
-    env = local_env(tmp_path)
-    try:
-        yield env
-    finally:
-        leave_nothing(env)
 
 
 @pytest.fixture

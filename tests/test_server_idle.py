@@ -18,8 +18,6 @@ from local_servers import (
     gone,
     hold,
     in_home,
-    leave_nothing,
-    local_env,
     registered,
     registry,
     server_process,
@@ -30,17 +28,6 @@ from conftest import run_cli
 from flows.server import ProcessId
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def local(tmp_path: Path) -> Iterator[dict[str, str]]:
-    """The environment of a user's `voxflow` with a new Prefect home; whatever it starts is
-    stopped afterwards and awaited gone by its process identity."""
-    env = local_env(tmp_path)
-    try:
-        yield env
-    finally:
-        leave_nothing(env)
 
 
 @pytest.fixture
