@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import re
 import wave
 from pathlib import Path
 
@@ -252,3 +254,45 @@ def test_a_wav_is_read_only_where_it_is_sliced(tmp_path):
     np.testing.assert_array_equal(np.asarray(wav, dtype=np.float32), whole)
     with pytest.raises(ValueError, match="contiguous"):
         wav[::2]
+
+
+# -- what is not a media file says what it is, before any work --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("make", "said"),
+    [
+        (lambda p: os.mkfifo(p), "is a named pipe (FIFO), not a file"),
+        (lambda p: os.symlink(p.name, p), "is a symbolic link loop"),
+        (lambda p: os.symlink("nowhere.mp4", p), "is a symbolic link to nowhere.mp4, which does"),
+        (lambda p: p.mkdir(), "is a folder"),
+    ],
+    ids=["fifo", "link-loop", "dangling-link", "folder"],
+)
+def test_a_path_that_is_no_file_gets_its_own_line(tmp_path, make, said):
+    from tasks.extract import check_media_path
+    from voxflow.errors import BadInput
+
+    path = tmp_path / "talk.mp4"
+    make(path)
+    with pytest.raises(BadInput, match=re.escape(said)) as e:
+        check_media_path(path)
+    assert e.value.exit_code == 2
+
+
+def test_names_voxflow_cannot_write_outputs_for_are_refused_before_any_work(tmp_path):
+    from tasks.extract import MAX_NAME_BYTES, check_media_path
+    from voxflow.errors import BadInput
+
+    odd = tmp_path / os.fsdecode(b"caf\xe9.mp4")
+    odd.write_bytes(SAMPLE.read_bytes())
+    with pytest.raises(BadInput, match=r"caf\\xe9\.mp4 is not valid UTF-8") as e:
+        check_media_path(odd)
+    str(e.value).encode("utf-8")  # the message itself can be printed
+    long = tmp_path / ("x" * (MAX_NAME_BYTES + 1 - 4) + ".mp4")
+    long.write_bytes(SAMPLE.read_bytes())
+    with pytest.raises(BadInput, match=f"is {MAX_NAME_BYTES + 1} bytes"):
+        check_media_path(long)
+    fits = tmp_path / ("y" * (MAX_NAME_BYTES - 4) + ".mp4")
+    fits.write_bytes(SAMPLE.read_bytes())
+    assert check_media_path(fits) == fits

@@ -7,9 +7,11 @@ read it through :class:`Wav`, a window at a time, so a long recording is never h
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
+import stat
 import wave
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,19 +44,81 @@ class AudioInfo:
     codec: str
 
 
+MAX_NAME_BYTES = 200
+"""The longest media file name voxflow takes: its outputs (``<stem>.<lang>.vtt``) and job
+folder (``<stem>-<sha8>``) must fit the 255 bytes a file system allows a name."""
+
+_KINDS = {
+    stat.S_IFIFO: "a named pipe (FIFO)",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+}
+
+
 def check_media_path(media: str | os.PathLike[str]) -> Path:
-    """Return the media path if it is an existing file, else raise MediaNotFound."""
+    """Return the media path if it is an existing regular file voxflow can name its outputs
+    after, else say exactly what it is.
+
+    Raises:
+        MediaNotFound: Nothing is there (a dangling link says where it points).
+        BadInput: A folder, a FIFO, a socket or a device, a symbolic link loop, a name that
+            is not valid UTF-8 or is longer than :data:`MAX_NAME_BYTES`.
+        NotMedia: An empty file.
+    """
     path = Path(media)
-    if path.is_dir():
+    _check_name(path)
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        if path.is_symlink():
+            raise BadInput(
+                f"{path} is a symbolic link to {os.readlink(path)}, which does not exist; "
+                "expected an audio or video file"
+            ) from None
+        raise MediaNotFound(str(path)) from None
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise BadInput(
+                f"{path} is a symbolic link loop (it points back at itself); expected an audio "
+                "or video file"
+            ) from None
+        raise BadInput(
+            f"{path} cannot be read ({e.strerror}); expected an audio or video file"
+        ) from e
+    if stat.S_ISDIR(info.st_mode):
         raise BadInput(
             f"{path} is a folder; expected an audio or video file (pass its files, e.g. "
             f"`voxflow transcribe {path}/*.mp4`, or let the inbox flow watch it)"
         )
-    if not path.is_file():
-        raise MediaNotFound(str(path))
-    if path.stat().st_size == 0:
+    if not stat.S_ISREG(info.st_mode):
+        kind = _KINDS.get(stat.S_IFMT(info.st_mode), "not a regular file")
+        raise BadInput(
+            f"{path} is {kind}, not a file; voxflow reads audio or video files it can seek in "
+            "(save the stream to a file first, e.g. with ffmpeg)"
+        )
+    if info.st_size == 0:
         raise NotMedia(str(path), "the file is empty: 0 bytes")
     return path
+
+
+def _check_name(path: Path) -> None:
+    """Refuse a file name voxflow cannot write outputs for, before any work."""
+    name = path.name
+    try:
+        size = len(name.encode("utf-8"))
+    except UnicodeEncodeError:
+        shown = os.fsencode(name).decode("utf-8", "backslashreplace")
+        raise BadInput(
+            f"the file name {shown} is not valid UTF-8, and voxflow names its outputs and "
+            "records after it; rename the file and run again"
+        ) from None
+    if size > MAX_NAME_BYTES:
+        raise BadInput(
+            f"the file name {name[:40]}... is {size} bytes, and voxflow names its outputs "
+            f"after it (<name>.<language>.vtt); at most {MAX_NAME_BYTES} bytes: rename the "
+            "file and run again"
+        )
 
 
 def content_hash(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
