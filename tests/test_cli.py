@@ -247,6 +247,7 @@ def test_a_file_that_is_not_media_is_bad_input(env, warm_store, tmp_path):
     )
     assert done.returncode == 2
     assert "is not a media file" in done.stderr and "notes.mp4" in done.stderr
+    assert not list((tmp_path / "out").glob("notes-*")), "refused media leave no job folder"
 
 
 def test_media_without_audio_is_bad_input(env, warm_store, tmp_path):

@@ -4,24 +4,43 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict
+from pathlib import Path
 
 from prefect import task
 from prefect.cache_policies import NONE
 
 from tasks.extract import SAMPLE_RATE, extract_audio
 from tasks.job import Job, StageResult, run_stage
+from voxflow.errors import NoAudioStream, NotMedia
 
 log = logging.getLogger(__name__)
 
 
 @task(cache_policy=NONE)
 def extract(job: Job, stream: int | None = None) -> StageResult:
-    """media.extract: 16 kHz mono WAV of one audio stream into ``audio.wav``."""
-    return run_stage(
-        job,
-        "extract",
-        {"stream": stream, "rate": SAMPLE_RATE},
-        None,
-        lambda: asdict(extract_audio(job.media, job.records / "audio.wav", stream)),
-        outputs=lambda r: [r["path"]],
-    )
+    """media.extract: 16 kHz mono WAV of one audio stream into ``audio.wav``.
+
+    Media ffmpeg cannot read, or without the audio stream asked for, leave no job folder
+    behind (when the run made nothing else in it).
+    """
+    try:
+        return run_stage(
+            job,
+            "extract",
+            {"stream": stream, "rate": SAMPLE_RATE},
+            None,
+            lambda: asdict(extract_audio(job.media, job.records / "audio.wav", stream)),
+            outputs=lambda r: [r["path"]],
+        )
+    except (NotMedia, NoAudioStream):
+        _remove_if_empty(job.path)
+        raise
+
+
+def _remove_if_empty(folder: Path) -> None:
+    """Remove a job folder that holds only empty folders (what :func:`open_job` made)."""
+    if any(p.is_file() or p.is_symlink() for p in folder.rglob("*")):
+        return
+    for sub in sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        sub.rmdir()
+    folder.rmdir()
