@@ -276,7 +276,7 @@ def main_language(segments: tuple[Segment, ...] | list[Segment], default: str) -
     """The language of most seconds of the segments (``default`` when none has one)."""
     seconds: dict[str, float] = {}
     for s in segments:
-        if s.language and s.words or s.language and s.text:
+        if s.language and (s.words or s.text):
             seconds[s.language] = seconds.get(s.language, 0.0) + max(0.0, s.end - s.start)
     return max(seconds, key=seconds.__getitem__) if seconds else default
 

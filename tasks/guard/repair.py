@@ -114,7 +114,7 @@ def needs_repair(
     if compression_ratio(text) > options.max_compression_ratio:
         return "repetition across segments"
     heard = sum(max(0.0, min(s.end, window.end) - max(s.start, window.start)) for s in speech)
-    words = sum(len(s.words) or len(s.text.split()) for s in segments if s.flag is None)
+    words = sum(_words(s) for s in segments if s.flag is None)
     if heard >= 3.0 and words < options.min_words_per_second * heard:
         return "too few words"
     return None
@@ -203,6 +203,11 @@ def _window_flag(segment: Segment, window: list[Segment], options: GuardOptions)
 def _score(segments: list[Segment]) -> tuple[int, float]:
     """How well a decoding reads: its words the guard kept, then their mean log-probability."""
     shown = [s for s in segments if s.flag is None]
-    words = sum(len(s.words) or len(s.text.split()) for s in shown)
+    words = sum(_words(s) for s in shown)
     logprobs = [s.avg_logprob for s in shown if s.avg_logprob is not None]
     return words, (sum(logprobs) / len(logprobs) if logprobs else -99.0)
+
+
+def _words(segment: Segment) -> int:
+    """A segment's words: its timed words, or those of its text where it has none."""
+    return len(segment.words) or len(segment.text.split())
