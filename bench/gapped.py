@@ -172,7 +172,7 @@ def voxflow_asr(audio: np.ndarray, store: str):
     found (``ready``) for the bare libraries to load the same model files."""
     from blocks.volume import Volume
     from profiles import load_catalog, load_profile
-    from tasks.volume.preflight import preflight
+    from tasks.warm.preflight import preflight
 
     profile = load_profile("cpu")
     volume = Volume(root=store)

@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from blocks.volume import Volume
     from profiles import load_catalog, load_profile
-    from tasks.volume.preflight import preflight
+    from tasks.warm.preflight import preflight
 
     profile = load_profile("cpu")
     volume = Volume(root=args.store)

@@ -23,7 +23,7 @@ Everything runs as a user runs it, each command in its own process, timed from o
 The recordings are espeak-ng speech (`bench/overhead/recording.py`), AAC in .m4a. The bench
 runs in a Prefect home of its own, and everything it starts against that home's local server
 (the workers, `prefect deploy`, its own Prefect client) sends the home's credential
-(``flows.server.client_environment``); it holds the server while it runs, as a command does, so
+(``flows.cli.server.client_environment``); it holds the server while it runs, as a command does, so
 the server does not end for idleness during the inbox runs, which no voxflow command holds.
 """
 
@@ -118,12 +118,12 @@ def base_env(home: Path) -> dict[str, str]:
 
 def server_env(env: dict[str, str]) -> dict[str, str]:
     """``env`` for a client of the bench home's local server (a worker, `prefect deploy`):
-    its API address and the home's credential, as flows.server gives them."""
-    from flows import server as local
+    its API address and the home's credential, as flows.cli.server gives them."""
+    from flows.cli import server as local
 
     found = local.recorded()
     if found is None:
-        sys.exit(f"no local server runs for {local.home()}; see {local.paths().log}")
+        sys.exit(f"no local server runs for {local.paths().root}; see {local.paths().log}")
     return {**env, **local.client_environment(found)}
 
 
@@ -274,7 +274,7 @@ def main() -> None:
 
     media = recordings(options.files)
     home = Path(tempfile.mkdtemp(prefix="prefect-", dir=OUT))
-    # This process is the user of that home: flows.server finds its record and credential here.
+    # This process is the user of that home: flows.cli.server finds its record and credential here.
     os.environ["PREFECT_HOME"] = str(home)
     env = base_env(home)
     store = OUT / "models"
@@ -285,7 +285,7 @@ def main() -> None:
         check=True,
         capture_output=True,
     )  # fmt: skip (starts the server)
-    from flows import server as local
+    from flows.cli import server as local
 
     local.hold()  # until this process ends: the inbox runs hold no voxflow command
     results: dict[str, Any] = {}

@@ -22,7 +22,7 @@ from prefect.runtime import deployment
 from blocks.volume import Volume
 from flows.request import OnColdCache
 from profiles import Profile
-from tasks.volume.preflight import ReadyStage, check_ready
+from tasks.warm.preflight import ReadyStage, check_ready
 from voxflow.errors import BadInput, ModelNotWarmed, WarmFailed
 from voxflow.settings import load_settings
 
@@ -69,7 +69,7 @@ def ready_or_warm(
             warm-cache deployment (or, outside a deployment, the warm-cache flow) and go on.
 
     Returns:
-        Stage name -> what it will run with (see :func:`tasks.volume.preflight.preflight`).
+        Stage name -> what it will run with (see :func:`tasks.warm.preflight.preflight`).
 
     Raises:
         ModelNotWarmed: The volume is cold and ``on_cold_cache`` is ``"fail"``.

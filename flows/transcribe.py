@@ -22,7 +22,7 @@ from tasks.separate.stage import separate_voice
 from tasks.subtitles.stage import write_subtitles
 from tasks.transcript import Transcript
 from tasks.vad.stage import detect_speech
-from tasks.volume.preflight import ReadyStage
+from tasks.warm.preflight import ReadyStage
 
 
 @flow(name="transcribe", log_prints=False)

@@ -12,8 +12,8 @@ from blocks.model_store import ModelStore
 from blocks.volume import Volume
 from blocks.volume.inventory import cache_report
 from profiles import load_catalog, load_profile, resolve_profile
-from tasks.volume.preflight import ready_stages, warm_command
-from tasks.volume.warm import load_check, outcome_rows, warm_model
+from tasks.warm.preflight import ready_stages, warm_command
+from tasks.warm.stage import load_check, outcome_rows, warm_model
 from voxflow.errors import WarmFailed
 from voxflow.settings import load_settings
 

@@ -40,7 +40,7 @@ from voxflow.memory import give_back_freed, peak_memory
 
 if TYPE_CHECKING:
     from profiles import Profile
-    from tasks.volume.preflight import ReadyStage
+    from tasks.warm.preflight import ReadyStage
 
 log = logging.getLogger(__name__)
 

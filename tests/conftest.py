@@ -75,10 +75,10 @@ def registries_under(root: Path) -> list[Path]:
 
 def stop_left_running(root: Path) -> list[str]:
     """Stop every local server and runner that a registry under ``root`` lists and that still
-    runs, as `voxflow server stop --all` does (``flows.server.stop_all``: each only while its
+    runs, as `voxflow server stop --all` does (``flows.cli.server.stop_all``: each only while its
     process is the listed one, by pid and start time; a server with its process group); a line
     for each, naming it, its pid and its Prefect home."""
-    from flows import server
+    from flows.cli import server
 
     stopped: list[str] = []
     with pytest.MonkeyPatch.context() as patch:

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from conftest import cli_env, run_cli
-from flows.server import ProcessId
+from flows.cli.processes import ProcessId
 
 
 def local_env(folder: Path, **extra: str) -> dict[str, str]:

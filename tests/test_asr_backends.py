@@ -19,8 +19,8 @@ from tasks.asr.transformers import TransformersWhisperAsr, TransformersWhisperOp
 from tasks.extract import SAMPLE_RATE, extract_audio, load_wav
 from tasks.registry import backend_class, load_backend, parse_options, resolve, unavailable_reason
 from tasks.transcript import SpeechSpan, Transcript, Word
-from tasks.volume.loadcheck import run_load_check
-from tasks.volume.preflight import ReadyStage, preflight
+from tasks.warm.loadcheck import run_load_check
+from tasks.warm.preflight import ReadyStage, preflight
 from tests.tiny_models import build_tiny_whisper
 from voxflow.errors import BackendUnavailable, BadInput, ModelNotWarmed, ProfileError
 

@@ -23,8 +23,8 @@ from tasks.asr import AsrBackend
 from tasks.asr.garbage import garbage_reason
 from tasks.registry import POOL, load_backend
 from tasks.transcript import Segment, Transcript
-from tasks.volume.loadcheck import check_asr_output
-from tasks.volume.preflight import ReadyStage, preflight
+from tasks.warm.loadcheck import check_asr_output
+from tasks.warm.preflight import ReadyStage, preflight
 from voxflow.errors import ModelDamaged, ModelLoadFailed, ModelNotWarmed
 
 PROFILE = load_profile("cpu")

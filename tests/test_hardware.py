@@ -11,7 +11,7 @@ import pytest
 from blocks.volume import Volume
 from conftest import SPEECH_TEXT, bare_faster_whisper, no_network_used, normalise, run_cli
 from profiles import detect_hardware, load_catalog, load_profile, resolve_profile
-from tasks.volume.preflight import preflight
+from tasks.warm.preflight import preflight
 from voxflow.errors import BadInput
 
 

@@ -11,9 +11,9 @@ import pytest
 from test_store_faults import can_mount, mount
 
 from conftest import SAMPLE
-from flows.inbox import inbox
+from flows.inbox.files import LEDGER_NAME, InboxBusy, Ledger, locked_ledger, pending_files
+from flows.inbox.flow import inbox
 from profiles import load_profile
-from tasks.inbox import LEDGER_NAME, InboxBusy, Ledger, locked_ledger, pending_files
 from voxflow.errors import BadInput, ModelNotWarmed, OutputFull
 
 

@@ -26,8 +26,8 @@ from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from conftest import ROOT, SAMPLE, cli_env
+from flows.inbox.files import LEDGER_NAME
 from servers import PREFECT, free_port, prefect_server, prefect_worker
-from tasks.inbox import LEDGER_NAME
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

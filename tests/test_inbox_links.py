@@ -18,19 +18,12 @@ from pathlib import Path
 
 import pytest
 
-import tasks.inbox
+import flows.inbox.quarantine
 from conftest import SAMPLE
-from flows.inbox import inbox, transcribe_file
+from flows.inbox.files import LEDGER_NAME, InboxFile, Ledger, scan_inbox
+from flows.inbox.flow import inbox, transcribe_file
+from flows.inbox.quarantine import QuarantineRefused, quarantine, quarantine_folder
 from tasks.extract import check_media_path
-from tasks.inbox import (
-    LEDGER_NAME,
-    InboxFile,
-    Ledger,
-    QuarantineRefused,
-    quarantine,
-    quarantine_folder,
-    scan_inbox,
-)
 from tasks.job import NotRegularFile, hash_entry, open_job
 from voxflow.errors import NotMedia
 
@@ -155,11 +148,11 @@ def make_broken(box: Path, name: str = "broken.mp4") -> InboxFile:
 
 
 def no_renameat2(monkeypatch):
-    monkeypatch.setattr(tasks.inbox, "_RENAMEAT2", None)
+    monkeypatch.setattr(flows.inbox.quarantine, "_RENAMEAT2", None)
 
 
 def neither_renameat2_nor_links(monkeypatch):
-    monkeypatch.setattr(tasks.inbox, "_RENAMEAT2", None)
+    monkeypatch.setattr(flows.inbox.quarantine, "_RENAMEAT2", None)
 
     def no_link(*args, **kwargs):
         raise OSError(errno.EPERM, "Operation not permitted (no hard links here)")

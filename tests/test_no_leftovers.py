@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, registries_under, stop_left_running
-from flows.server import ProcessId
+from flows.cli.processes import ProcessId
 
 
 @pytest.fixture
@@ -32,13 +32,13 @@ def test_the_sessions_registry_is_in_its_temporary_area(session_registry, tmp_pa
     """What voxflow (here and in a child the tests start) takes as the per-user registry is the
     session's, in its temporary folder: not ``~/.cache/voxflow``, nor the user's runtime
     folder."""
-    from flows.server import registry
+    from flows.cli.processes import registry
 
     base = tmp_path_factory.getbasetemp().resolve()
     assert registry().resolve() == session_registry.resolve()
     assert session_registry.resolve().is_relative_to(base)
     child = subprocess.run(
-        [sys.executable, "-c", "from flows.server import registry; print(registry())"],
+        [sys.executable, "-c", "from flows.cli.processes import registry; print(registry())"],
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         cwd=ROOT,
         capture_output=True,

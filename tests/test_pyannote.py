@@ -35,8 +35,8 @@ from tasks.diarize import Diarization, SpeakerCount
 from tasks.extract import SAMPLE_RATE, extract_audio, load_wav
 from tasks.registry import load_backend, parse_options
 from tasks.transcript import SpeechSpan
-from tasks.volume.loadcheck import run_load_check
-from tasks.volume.preflight import ReadyStage
+from tasks.warm.loadcheck import run_load_check
+from tasks.warm.preflight import ReadyStage
 from voxflow.errors import ProfileError
 
 torch = pytest.importorskip("torch")
@@ -173,7 +173,7 @@ def test_pyannote_vad_options_are_checked_with_their_key_path():
 def test_pyannote_telemetry_is_switched_off_before_any_model_loads(monkeypatch):
     from pyannote.audio.telemetry.metrics import is_metrics_enabled
 
-    from tasks.pyannote_local import import_pyannote
+    from tasks.diarize.pyannote_local import import_pyannote
 
     monkeypatch.setenv("PYANNOTE_METRICS_ENABLED", "1")
     import_pyannote("vad")

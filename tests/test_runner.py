@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from conftest import SAMPLE, cli_env, no_network_used, run_cli
-from flows import runner
+from flows.cli import runner
 
 
 def _runner_line(env: dict[str, str]) -> str:

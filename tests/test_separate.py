@@ -21,8 +21,8 @@ from tasks.extract import load_wav
 from tasks.registry import backend_class, load_backend
 from tasks.separate import stream_windows, wav_stats, windows
 from tasks.separate.demucs import DemucsOptions, DemucsSeparator, load_repository, save_repository
-from tasks.volume.loadcheck import run_load_check
-from tasks.volume.preflight import ReadyStage, preflight
+from tasks.warm.loadcheck import run_load_check
+from tasks.warm.preflight import ReadyStage, preflight
 from voxflow.errors import BadModel, ModelNotWarmed, ProfileError
 
 SOURCES = ["drums", "bass", "other", "vocals"]
@@ -291,7 +291,7 @@ def test_a_cold_volume_names_the_warm_command_with_separation(warm_store, tmp_pa
 
 
 def test_the_cli_flag_reaches_the_flow_parameter():
-    from flows.cli import _parser
+    from flows.cli.main import _parser
 
     def parsed(*flags: str) -> bool | None:
         return _parser().parse_args(["transcribe", "talk.mp4", *flags]).separate

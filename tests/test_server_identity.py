@@ -33,7 +33,7 @@ from local_servers import (
 )
 
 from conftest import no_network_used, run_cli
-from flows.server import ProcessId
+from flows.cli.processes import ProcessId
 
 pytestmark = pytest.mark.slow
 

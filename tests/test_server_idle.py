@@ -25,7 +25,7 @@ from local_servers import (
 )
 
 from conftest import run_cli
-from flows.server import ProcessId
+from flows.cli.processes import ProcessId
 
 pytestmark = pytest.mark.slow
 
@@ -105,7 +105,7 @@ def test_stop_all_ends_every_server_and_runner_of_this_user_and_only_them(local,
     env = {**local, "VOXFLOW_SERVER_IDLE_S": "0"}
     servers = [_start(env), _start(in_home(env, second))]
     runner = subprocess.Popen(
-        [sys.executable, "-m", "flows.runner", "--key", "test"],
+        [sys.executable, "-m", "flows.cli.runner_process", "--key", "test"],
         env=env,
         cwd=first,
         stdin=subprocess.DEVNULL,

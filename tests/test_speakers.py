@@ -13,7 +13,7 @@ from profiles import load_profile
 from tasks.diarize import Diarization, SpeakerCount, SpeakerTurn
 from tasks.diarize.assign import assign_speakers
 from tasks.transcript import Segment, Transcript, Word
-from tasks.volume.preflight import warm_command
+from tasks.warm.preflight import warm_command
 from voxflow.errors import BadInput
 
 # -------------------------------------------------------------- speakers onto the transcript

@@ -18,7 +18,7 @@ from test_model_store import FILES, fake_model, spec_for
 from blocks.volume import Volume
 from conftest import ROOT
 from profiles import load_catalog, load_profile
-from tasks.volume.preflight import preflight
+from tasks.warm.preflight import preflight
 from voxflow.errors import ModelNotWarmed, SourceError, StoreFull, StoreReadOnly
 
 

@@ -14,7 +14,7 @@ from tasks.asr import LOW_LANGUAGE_PROBABILITY
 from tasks.extract import Wav
 from tasks.job import Job, StageResult, run_stage
 from tasks.transcript import SpeechSpan, Transcript
-from tasks.volume.preflight import ReadyStage
+from tasks.warm.preflight import ReadyStage
 
 log = logging.getLogger(__name__)
 

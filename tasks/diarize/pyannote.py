@@ -32,7 +32,7 @@ import numpy as np
 import yaml
 
 from tasks.diarize import Diarization, DiarizeBackend, SpeakerCount, SpeakerTurn
-from tasks.pyannote_local import REQUIRES, checkpoint_file, import_pyannote, waveform_input
+from tasks.diarize.pyannote_local import REQUIRES, checkpoint_file, import_pyannote, waveform_input
 from voxflow.errors import BadInput, ModelNotWarmed, ProfileError
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from tasks.diarize.assign import assign_speakers
 from tasks.extract import SAMPLE_RATE, load_wav
 from tasks.job import Job, StageResult, run_stage
 from tasks.transcript import Transcript
-from tasks.volume.preflight import ReadyStage
+from tasks.warm.preflight import ReadyStage
 
 log = logging.getLogger(__name__)
 

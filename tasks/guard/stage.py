@@ -19,7 +19,7 @@ from tasks.guard import GuardOptions, guard
 from tasks.guard.repair import repair
 from tasks.job import Job, StageResult, run_stage
 from tasks.transcript import SpeechSpan, Transcript
-from tasks.volume.preflight import ReadyStage
+from tasks.warm.preflight import ReadyStage
 from voxflow.errors import NothingHeard
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ from tasks.subtitles.rules import RuleSet
 from tasks.subtitles.stage import write_files
 from tasks.transcript import Segment, Transcript
 from tasks.translate import TranslateBackend
-from tasks.volume.preflight import ReadyStage
+from tasks.warm.preflight import ReadyStage
 from voxflow.languages import Language, lookup
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks.pyannote_local import REQUIRES, import_pyannote, load_model, waveform_input
+from tasks.diarize.pyannote_local import REQUIRES, import_pyannote, load_model, waveform_input
 from tasks.transcript import SpeechSpan
 from tasks.vad import VadBackend
 from voxflow.errors import ProfileError

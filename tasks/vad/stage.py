@@ -12,7 +12,7 @@ from prefect.cache_policies import NONE
 from profiles import StageSpec
 from tasks.extract import SAMPLE_RATE, Wav
 from tasks.job import Job, StageResult, run_stage
-from tasks.volume.preflight import ReadyStage
+from tasks.warm.preflight import ReadyStage
 from voxflow.atomic import write_json
 
 log = logging.getLogger(__name__)

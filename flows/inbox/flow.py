@@ -4,7 +4,7 @@
 of ``inbox-batch``: under a deployment a flow run of ``inbox-batch/<same name>`` on the same work
 pool, so every worker of the pool takes work at once; in-process, a subflow, one batch after
 another. A batch run keeps its models loaded for all its files, renews its claim while it works
-and quarantines the files that cannot be decoded. See :mod:`tasks.inbox` for the claims, and
+and quarantines the files that cannot be decoded. See :mod:`flows.inbox.files` for the claims, and
 for why links and special files in the inbox are never read or moved (they are listed as
 skipped in the inbox run's artifact).
 """
@@ -27,11 +27,7 @@ from prefect import flow
 from prefect.artifacts import create_table_artifact
 from prefect.runtime import deployment, flow_run
 
-from flows.request import OnColdCache, TranscribeRequest
-from flows.runtime import ready_or_warm, under_deployment
-from flows.transcribe import transcribe_job
-from profiles import load_profile, resolve_profile
-from tasks.inbox import (
+from flows.inbox.files import (
     CLAIMED,
     DONE,
     LEDGER_NAME,
@@ -39,18 +35,21 @@ from tasks.inbox import (
     SKIPPED,
     InboxFile,
     Ledger,
-    check_quarantine,
     claim_holds,
     entry_problem,
     is_file_fault,
     locked_ledger,
-    quarantine_folder,
     scan_inbox,
 )
-from tasks.inbox import quarantine as move_to_quarantine
+from flows.inbox.quarantine import check_quarantine, quarantine_folder
+from flows.inbox.quarantine import quarantine as move_to_quarantine
+from flows.request import OnColdCache, TranscribeRequest
+from flows.runtime import ready_or_warm, under_deployment
+from flows.transcribe import transcribe_job
+from profiles import load_profile, resolve_profile
 from tasks.job import NotRegularFile, prepare_job
 from tasks.registry import POOL
-from tasks.volume.preflight import ReadyStage
+from tasks.warm.preflight import ReadyStage
 from voxflow.errors import BadInput
 from voxflow.settings import load_settings
 

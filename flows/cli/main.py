@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from flows import commands, runner
+from flows.cli import commands, runner
 from voxflow.errors import VoxflowError
 from voxflow.settings import load_settings
 
@@ -288,7 +288,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # One local server per Prefect home, started once and reused: no throwaway server
         # per command, and local runs stay visible in its UI.
         try:
-            from flows import server
+            from flows.cli import server
 
             os.environ.update(server.client_environment(server.ensure(_note)[0]))
         except VoxflowError as e:

@@ -2,11 +2,11 @@
 loaded, so a later ``voxflow transcribe`` or ``voxflow subtitle`` pays for neither.
 
 A command that runs against the local server (``PREFECT_API_URL`` unset) first asks the runner
-of its Prefect home to run it. The runner runs the very same command (:func:`flows.cli.main`) in
-its own process, in the caller's folder, environment and umask, as a flow run against the same local
-server, so its logs and artifacts are in the UI as before; what the command prints comes back
-to the caller's terminal as it is written, and so does its exit code. Ctrl-C in the caller
-interrupts the run in the runner, as it would in-process.
+of its Prefect home to run it. The runner runs the very same command (:func:`flows.cli.main.main`)
+in its own process, in the caller's folder, environment and umask, as a flow run against the
+same local server, so its logs and artifacts are in the UI as before; what the command prints
+comes back to the caller's terminal as it is written, and so does its exit code. Ctrl-C in the
+caller interrupts the run in the runner, as it would in-process.
 
 A command runs in its own process, as before, when there is no runner, when it is busy with
 another command, or when it would not behave the same there: its environment differs in what
@@ -35,21 +35,15 @@ import sys
 import tempfile
 from pathlib import Path
 
-from flows.server import (
-    ProcessId,
-    ServerFailed,
-    client_environment,
-    home,
-    paths,
-    read_record,
-    recorded,
-)
+from flows.cli.home import home, paths
+from flows.cli.processes import ProcessId, ServerFailed, read_record
+from flows.cli.server import client_environment, recorded
 
 SERVED = ("transcribe", "subtitle")
 """The commands the runner runs: those whose time is mostly imports and model loads."""
 
 IDLE_S = 300.0
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 _CODE = ("voxflow", "flows", "tasks", "profiles", "blocks")
 # What a library reads once, when it is imported or first used: a command whose values differ
 # from the runner's would not behave the same there.
@@ -268,7 +262,7 @@ def start(environ: dict[str, str], profile: str | None, store: str | None) -> No
         if state["key"] == key and state["server"] == _server():
             return
         _process(state).signal(signal.SIGTERM)  # it leaves once its command, if any, ends
-    command = [sys.executable, "-m", "flows.runner", "--key", key]
+    command = [sys.executable, "-m", "flows.cli.runner_process", "--key", key]
     if profile and store:
         command += ["--profile", profile, "--store", store]
     home().mkdir(parents=True, exist_ok=True)
@@ -297,9 +291,3 @@ def stop() -> int | None:
 def status() -> dict | None:
     """The runner's pid, start time and the time of its last command, when one runs."""
     return _read_state()
-
-
-if __name__ == "__main__":
-    from flows.runner_process import main
-
-    raise SystemExit(main())

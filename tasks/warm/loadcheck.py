@@ -5,7 +5,7 @@ machine allows one, and always a socket guard plus ``HF_HUB_OFFLINE=1``), so a m
 cached but still fetches a tokenizer, a processor or a sub-model at load time fails here, during
 the warm, instead of later during inference.
 
-Usage (what :func:`run_load_check` spawns): ``python -m tasks.volume.loadcheck '<json request>'``.
+Usage (what :func:`run_load_check` spawns): ``python -m tasks.warm.loadcheck '<json request>'``.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from tasks.asr.garbage import garbage_reason, sample
 from tasks.backend import test_audio
 from tasks.registry import load_failed
 from tasks.transcript import SpeechSpan
-from tasks.volume.preflight import ReadyStage
+from tasks.warm.preflight import ReadyStage
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ def run_load_check(spec: StageSpec, ready: ReadyStage, timeout: float = 600) -> 
 
     Args:
         spec: The profile's stage.
-        ready: What preflight found for it (:func:`tasks.volume.preflight.ready_stages`).
+        ready: What preflight found for it (:func:`tasks.warm.preflight.ready_stages`).
         timeout: Seconds the child may take.
     """
     stage, backend, model = spec.stage, spec.backend, ready.model
@@ -119,7 +119,7 @@ def run_load_check(spec: StageSpec, ready: ReadyStage, timeout: float = 600) -> 
         *_network_namespace_prefix(),
         sys.executable,
         "-m",
-        "tasks.volume.loadcheck",
+        "tasks.warm.loadcheck",
         request,
     ]
     started = time.perf_counter()

@@ -1,4 +1,4 @@
-"""The local runner's own process (see :mod:`flows.runner`): it imports Prefect and voxflow's
+"""The local runner's own process (see :mod:`flows.cli.runner`): it imports Prefect and voxflow's
 flows once, loads the models the command that started it used, then runs one command at a time
 for the commands that connect to its socket.
 
@@ -28,8 +28,8 @@ import time
 import traceback
 from typing import BinaryIO
 
-from flows import runner, server
-from flows.server import ProcessId
+from flows.cli import processes, runner, server
+from flows.cli.processes import ProcessId
 from voxflow.atomic import write_json
 
 log = logging.getLogger("voxflow.runner")
@@ -129,7 +129,7 @@ class Runner:
         self.server.listen(8)
         threading.Thread(target=self._accept, name="runner-accept", daemon=True).start()
         self.record()
-        server.register("runner", self.me, runner.home())
+        processes.register("runner", self.me, runner.home())
 
     def record(self, last_used: float | None = None) -> None:
         write_json(
@@ -193,7 +193,7 @@ class Runner:
 
     def run(self, conn: socket.socket, reader: BinaryIO, request: dict) -> None:
         """Run one command as its own process would, in its folder and environment."""
-        from flows import cli
+        from flows.cli import main as cli
         from voxflow.memory import give_back_freed
 
         environ, folder = dict(os.environ), os.getcwd()
@@ -248,7 +248,7 @@ class Runner:
         except (OSError, ValueError):
             pass
         try:
-            server.unregister("runner", self.me)
+            processes.unregister("runner", self.me)
         except OSError:
             pass
         log.info("runner %d ends after %d command(s)", os.getpid(), self.served)
@@ -281,7 +281,7 @@ def _watch(reader: BinaryIO) -> None:
 _WARM_IMPORTS = (
     "flows.transcribe",  # Prefect, the flows and their stages
     "flows.subtitle",
-    "flows.server",  # the command's check of the local server
+    "flows.cli.server",  # the command's check of the local server
     # What the first flow run in a process imports (a second, otherwise, on the first
     # command): Prefect's engines; FastAPI's encoder, for the run's parameters; PyAV's
     # subtitle streams, on the first container opened; tqdm's lock, in faster-whisper.
@@ -301,7 +301,7 @@ def preload(profile: str, store: str) -> list[str]:
     from blocks.volume import Volume
     from profiles import load_profile, resolve_profile
     from tasks.registry import POOL
-    from tasks.volume.preflight import preflight
+    from tasks.warm.preflight import preflight
 
     chosen = load_profile(resolve_profile(profile))
     for stage, found in preflight(chosen, Volume(root=store)).items():
@@ -310,7 +310,7 @@ def preload(profile: str, store: str) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m flows.runner")
+    parser = argparse.ArgumentParser(prog="python -m flows.cli.runner_process")
     parser.add_argument("--key", required=True)
     parser.add_argument("--profile")
     parser.add_argument("--store")
@@ -342,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         log.info("no local server runs for %s: leaving", runner.home())
         return 0
     api = client["PREFECT_API_URL"]
-    from flows import cli
+    from flows.cli import main as cli
 
     for key, value in cli._PROCESS_ENV.items():
         os.environ.setdefault(key, value)
@@ -364,3 +364,7 @@ def main(argv: list[str] | None = None) -> int:
              runner.home(), ", ".join(serving.models) or "no models loaded")  # fmt: skip
     serving.serve_forever()
     return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

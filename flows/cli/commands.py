@@ -1,4 +1,4 @@
-"""What each ``voxflow`` command does, once :mod:`flows.cli` has parsed its flags.
+"""What each ``voxflow`` command does, once :mod:`flows.cli.main` has parsed its flags.
 
 Each takes the parsed arguments and returns the exit status; errors are raised (the CLI turns
 them into one line). Cheap checks come first, so bad input fails before a Prefect server starts.
@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from flows import runner
+from flows.cli import runner
 from voxflow.errors import BadInput, VoxflowError
 
 
@@ -147,7 +147,7 @@ def _shared(args: argparse.Namespace) -> dict[str, Any]:
 def _checked_runs(requests: list[Any]) -> list[Any]:
     """Every request checked, then the profile's hardware and warmed models: all bad input and
     a cold volume fail before a Prefect server starts ('auto' is decided once, here)."""
-    from tasks.volume.preflight import preflight
+    from tasks.warm.preflight import preflight
 
     runs = [request.check() for request in requests]
     preflight(runs[0].profile, runs[0].volume)
@@ -176,7 +176,7 @@ def _each_media(
 
 
 def server(args: argparse.Namespace) -> int:
-    from flows import server as local
+    from flows.cli import server as local
 
     if args.all and args.action != "stop":
         raise BadInput(f"--all goes with `voxflow server stop`, not `{args.action}`")
@@ -216,7 +216,8 @@ def server(args: argparse.Namespace) -> int:
 
 def _server_status() -> int:
     """Where the local server is, how to open its UI, when it stops, and the runner beside it."""
-    from flows import server as local
+    from flows.cli import server as local
+    from flows.cli.home import USER
 
     where = local.paths()
     found = local.read()
@@ -233,7 +234,7 @@ def _server_status() -> int:
     )
     _out(
         f"its UI: open {found.url} in a browser; it asks for a password: the line in "
-        f"{where.credential} (user {local.USER}, then the secret; only you can read that file)"
+        f"{where.credential} (user {USER}, then the secret; only you can read that file)"
     )
     _out(
         f"the prefect CLI: PREFECT_API_URL={found.api} "
@@ -246,7 +247,7 @@ def _server_status() -> int:
 
 def _idle_line(found: Any, use: Any, now: float) -> str:
     """How long the local server has been unused, and when it stops."""
-    from flows.server import duration
+    from flows.cli.server import duration
 
     if found.idle_s <= 0:
         return "it stays up until `voxflow server stop` (started with VOXFLOW_SERVER_IDLE_S=0)"
@@ -265,7 +266,7 @@ def _idle_line(found: Any, use: Any, now: float) -> str:
 
 
 def _runner_line() -> str:
-    """Where the local runner stands (:mod:`flows.runner`)."""
+    """Where the local runner stands (:mod:`flows.cli.runner`)."""
     found = runner.status()
     if found is None:
         return "no local runner: the next transcribe or subtitle command runs in its own process"

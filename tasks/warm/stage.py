@@ -10,8 +10,8 @@ from prefect.cache_policies import NONE
 
 from blocks.volume import Volume
 from profiles import ModelSpec, StageSpec
-from tasks.volume.loadcheck import LoadCheck, run_load_check
-from tasks.volume.preflight import ReadyStage
+from tasks.warm.loadcheck import LoadCheck, run_load_check
+from tasks.warm.preflight import ReadyStage
 from voxflow.errors import VoxflowError
 
 log = logging.getLogger(__name__)
