@@ -18,10 +18,11 @@ import inspect
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from blocks.volume import Volume
 from profiles import Profile, list_profiles, load_catalog, load_profile, resolve_profile
@@ -30,7 +31,7 @@ from tasks.diarize import SpeakerCount
 from tasks.extract import check_media_path
 from tasks.guard import GuardOptions
 from tasks.subtitles import FORMATS, parse_formats
-from tasks.subtitles.rules import RuleSet, rule_set
+from tasks.subtitles.rules import RULE_SETS, RuleSet, rule_set
 from voxflow.errors import BadInput, ProfileError
 from voxflow.languages import lookup
 from voxflow.settings import load_settings
@@ -41,72 +42,174 @@ OnColdCache = Literal["fail", "warm"]
 SUBTITLE_FORMATS = ("srt", "vtt", "json")
 """The subtitle flow's formats when a run names none."""
 
+SWITCH = ("profile", "on", "off")
+"""A stage switch's values: as the profile says, or forced on or off."""
 
-class RunRequest(BaseModel):
-    """What every run that transcribes is asked (the fields transcribe and subtitle share)."""
+
+def _switch_value(value: Any) -> Any:
+    """An older caller's bool is a switch's on or off."""
+    return ("on" if value else "off") if isinstance(value, bool) else value
+
+
+Switch = Annotated[str, BeforeValidator(_switch_value)]
+"""A stage switch: one of :data:`SWITCH` (a bool is taken as on or off)."""
+
+
+@dataclass(frozen=True)
+class Flag:
+    """How a request field is spelled on the ``voxflow`` command line (:func:`add_flags`).
+
+    Attributes:
+        name: The flag, when not ``--`` and the field's name in kebab case.
+        metavar: What the help shows for its value.
+        comma: A list given as one comma-separated value (``--format srt,vtt``).
+        open: The form's choices are a guide only: the CLI takes other values too (a
+            profile's ``.yaml`` path).
+        positional: The command's positional argument (one or more media files).
+    """
+
+    name: str | None = None
+    metavar: str | None = None
+    comma: bool = False
+    open: bool = False
+    positional: bool = False
+
+
+FIRST = (
+    "media",
+    "inbox_dir",
+    "claim",
+    "profile",
+    "language",
+    "source_language",
+    "target_languages",
+    "formats",
+)
+"""The fields the form and the help show first (the rest follow in the model's order)."""
+
+
+def ordered_fields(model: type[BaseModel]) -> dict[str, Any]:
+    """``model``'s fields, those a run most often sets first (:data:`FIRST`)."""
+    fields = model.model_fields
+    first = [name for name in FIRST if name in fields]
+    return {name: fields[name] for name in [*first, *(n for n in fields if n not in first)]}
+
+
+def _form(title: str, **schema: Any) -> dict[str, Any]:
+    """What the deployment form shows beyond the type: a title in words, fixed choices."""
+    return {"title": title, **schema}
+
+
+def _choices(values: Any) -> dict[str, Any]:
+    return {"enum": list(values)}
+
+
+class RunOptions(BaseModel):
+    """What every run that transcribes is asked, besides its media (the options transcribe,
+    subtitle and the inbox share). Every field has a concrete default, so the deployment form
+    shows no type toggles; ``None`` from an older caller means that default."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    media: str = Field(description="Path to an audio or video file the worker can read.")
-    profile: str = Field(
+    profile: Annotated[str, Flag(open=True)] = Field(
         "auto",
-        description="Hardware profile (cpu, cuda, mlx, openvino) or auto to pick by hardware.",
+        description="Hardware profile: cpu, cpu-en, cuda, mlx, openvino (or a .yaml path on "
+        "the command line), or auto to pick by this machine's hardware.",
+        json_schema_extra=_form("Hardware profile", **_choices(["auto", *list_profiles()])),
     )
-    formats: list[str] | None = Field(
-        None, description="Output formats among srt, vtt, json, txt (all when empty)."
+    formats: Annotated[list[str], Flag("--format", metavar="FORMATS", comma=True)] = Field(
+        list(FORMATS),
+        description="Output formats: srt, vtt, json, txt.",
+        json_schema_extra=_form(
+            "Output formats", items={"type": "string", **_choices(FORMATS)}, uniqueItems=True
+        ),
     )
-    output_dir: str | None = Field(
-        None, description="Where job directories go ($VOXFLOW_OUTPUT or ./output when empty)."
+    output_dir: Annotated[str, Flag("--output", metavar="DIR")] = Field(
+        "",
+        description="Where job folders go; empty: $VOXFLOW_OUTPUT, else ./output.",
+        json_schema_extra=_form("Output folder"),
     )
-    store: str | None = Field(
-        None, description="Model volume root ($VOXFLOW_STORE or ./models when empty)."
+    store: Annotated[str, Flag(metavar="DIR")] = Field(
+        "",
+        description="The model volume's root; empty: $VOXFLOW_STORE, else ./models.",
+        json_schema_extra=_form("Model volume"),
     )
-    audio_stream: int | None = Field(
-        None,
-        description="Which audio stream to use, counting from 0 (the first when empty).",
+    audio_stream: Annotated[int, Flag(metavar="N")] = Field(
+        0,
+        description="Which audio stream to transcribe, counting from 0 (the first).",
+        json_schema_extra=_form("Audio stream", minimum=0),
     )
     on_cold_cache: OnColdCache = Field(
         "fail",
         description="On a cold model volume: fail (naming what to run), or warm it through the "
         "profile's warm-cache deployment and go on.",
+        json_schema_extra=_form("On a cold model volume"),
     )
-    diarize: bool | None = Field(
-        None,
-        description="Label speakers (true) or not (false); empty follows the profile, and a "
-        "speaker count below switches it on.",
+    diarize: Annotated[Switch, Flag()] = Field(
+        "profile",
+        description="Label speakers: on, off, or as the profile says (a speaker count "
+        "switches it on).",
+        json_schema_extra=_form("Label speakers", **_choices(SWITCH)),
     )
-    speakers: int | None = Field(None, description="Exact number of speakers, when known.")
-    min_speakers: int | None = Field(None, description="At least this many speakers.")
-    max_speakers: int | None = Field(None, description="At most this many speakers.")
-    separate: bool | None = Field(
-        None,
-        description="Isolate the voice (Demucs vocals stem) before VAD and ASR (true) or not "
-        "(false); empty follows the profile (on for cuda and mlx, off on cpu).",
+    speakers: Annotated[int, Flag(metavar="N")] = Field(
+        0, description="Exact number of speakers; 0: not known.",
+        json_schema_extra=_form("Speakers", minimum=0),
+    )  # fmt: skip
+    min_speakers: Annotated[int, Flag(metavar="A")] = Field(
+        0, description="At least this many speakers; 0: no bound.",
+        json_schema_extra=_form("At least this many speakers", minimum=0),
+    )  # fmt: skip
+    max_speakers: Annotated[int, Flag(metavar="B")] = Field(
+        0, description="At most this many speakers; 0: no bound.",
+        json_schema_extra=_form("At most this many speakers", minimum=0),
+    )  # fmt: skip
+    separate: Annotated[Switch, Flag()] = Field(
+        "profile",
+        description="Isolate the voice (Demucs vocals stem) before VAD and ASR: on, off, or "
+        "as the profile says (on for cuda and mlx, off on cpu).",
+        json_schema_extra=_form("Isolate the voice", **_choices(SWITCH)),
     )
-    subtitle_rules: str | None = Field(
-        None,
-        description="Subtitle rule set: netflix-en, netflix-en-kids, cjk-zh or cjk-ja; empty "
-        "follows the profile, else netflix-en (Chinese and Japanese get their CJK set).",
+    subtitle_rules: Annotated[str, Flag("--rules", metavar="NAME")] = Field(
+        "profile",
+        description="Subtitle rule set: "
+        + ", ".join(RULE_SETS)
+        + ", or as the profile says (else netflix-en; Chinese and Japanese get their CJK set).",
+        json_schema_extra=_form("Subtitle rules", **_choices(["profile", *RULE_SETS])),
     )
-    fps: float | None = Field(
-        None, description="Frame rate the subtitle gap rules count in (24 when empty)."
+    fps: Annotated[float, Flag()] = Field(
+        0.0,
+        description="Frame rate the subtitle gap rules count in; 0: the rule set's (24).",
+        json_schema_extra=_form("Frame rate", minimum=0),
     )
-    keep_flagged: bool = Field(
+    keep_flagged: Annotated[bool, Flag()] = Field(
         False,
         description="Keep in the subtitles and plain text what the hallucination guard flags "
         "(text outside speech, or scored as made up); the JSON always keeps it, with the reason.",
+        json_schema_extra=_form("Keep flagged text"),
     )
 
-    def _run(self, started: float, language: str | None, changes: dict[str, Any]) -> Run:
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults_for_none(cls, data: Any) -> Any:
+        """``None`` (an older caller's "not given") is the field's default."""
+        if not isinstance(data, dict):
+            return data
+        return {key: value for key, value in data.items() if value is not None}
+
+    def _run(self, started: float, language: str | None, changes: dict) -> Run:
         settings = load_settings()
-        count = SpeakerCount(self.speakers, self.min_speakers, self.max_speakers)
+        count = SpeakerCount(self.speakers or None, self.min_speakers or None,
+                             self.max_speakers or None)  # fmt: skip
         name = resolve_profile(self.profile)  # 'auto' is decided once, here
-        profile = with_separation(
-            with_diarization(load_profile(name), self.diarize, count), self.separate
-        )
+        diarize, separate = switch(self.diarize, "diarize"), switch(self.separate, "separate")
+        profile = with_separation(with_diarization(load_profile(name), diarize, count), separate)
         check_heard_language(profile, language)
-        formats = parse_formats(self.formats or self.default_formats())
-        rules = subtitle_rules(profile, self.subtitle_rules, self.fps)
+        formats = parse_formats(self.formats or self.model_fields["formats"].default)
+        rules = subtitle_rules(
+            profile,
+            None if self.subtitle_rules == "profile" else self.subtitle_rules,
+            self.fps or None,
+        )
         request = self.model_copy(update={**changes, "profile": name, "formats": list(formats)})
         return Run(
             request=request,
@@ -121,22 +224,28 @@ class RunRequest(BaseModel):
             started=started,
         )
 
-    def default_formats(self) -> tuple[str, ...]:
-        """The formats a run writes when it names none."""
-        return FORMATS
-
     def parameters(self) -> dict[str, Any]:
         """The request as flow parameters."""
         return self.model_dump()
 
 
-class TranscribeRequest(RunRequest):
+class TranscribeOptions(RunOptions):
+    """What the transcribe flow and the inbox ask of each file, besides the file."""
+
+    language: Annotated[str, Flag(metavar="LANG")] = Field(
+        "auto",
+        description="Spoken language: ISO 639-1 (fr), ISO 639-3 (fra), NLLB (fra_Latn) or its "
+        "English name (French); auto: detected, per segment.",
+        json_schema_extra=_form("Spoken language"),
+    )
+
+
+class TranscribeRequest(TranscribeOptions):
     """What one transcribe run is asked to do."""
 
-    language: str | None = Field(
-        None,
-        description="Spoken language: ISO 639-1 (fr), ISO 639-3 (fra), NLLB (fra_Latn) or its "
-        "English name (French); detected when empty.",
+    media: Annotated[str, Flag(positional=True)] = Field(
+        description="Path to an audio or video file the worker can read.",
+        json_schema_extra=_form("Media file"),
     )
 
     def check(self) -> Run:
@@ -153,23 +262,33 @@ class TranscribeRequest(RunRequest):
         """
         started = time.perf_counter()
         check_media_path(self.media)
-        language = speech_language(self.language)
-        return self._run(started, language, {"language": language})
+        language = speech_language(None if self.language == "auto" else self.language)
+        return self._run(started, language, {"language": language or "auto"})
 
 
-class SubtitleRequest(RunRequest):
+class SubtitleRequest(RunOptions):
     """What one subtitle run is asked to do: a transcribe run, then its translations."""
 
-    target_languages: list[str] = Field(
+    media: Annotated[str, Flag(positional=True)] = Field(
+        description="Path to an audio or video file the worker can read.",
+        json_schema_extra=_form("Media file"),
+    )
+    target_languages: Annotated[list[str], Flag("--to", metavar="LANGS", comma=True)] = Field(
         description="Languages to translate into: ISO 639-1 (fr), ISO 639-3 (fra) or NLLB "
-        "(fra_Latn) codes."
+        "(fra_Latn) codes.",
+        json_schema_extra=_form("Translate into", minItems=1),
     )
-    source_language: str | None = Field(
-        None, description="The spoken language, in any of those forms; detected when empty."
+    source_language: Annotated[str, Flag("--from", metavar="LANG")] = Field(
+        "auto",
+        description="The spoken language, in any of those forms; auto: detected.",
+        json_schema_extra=_form("Spoken language"),
     )
-    formats: list[str] | None = Field(
-        None,
-        description="Output formats among srt, vtt, json, txt (srt, vtt and json when empty).",
+    formats: Annotated[list[str], Flag("--format", metavar="FORMATS", comma=True)] = Field(
+        list(SUBTITLE_FORMATS),
+        description="Output formats: srt, vtt, json, txt.",
+        json_schema_extra=_form(
+            "Output formats", items={"type": "string", **_choices(FORMATS)}, uniqueItems=True
+        ),
     )
 
     def check(self) -> Run:
@@ -180,18 +299,85 @@ class SubtitleRequest(RunRequest):
             BadInput: As for transcribe, no target language, or a code that is not a language.
         """
         started = time.perf_counter()
-        if not self.target_languages:
+        targets = [code for code in self.target_languages if code.strip()]
+        if not targets:
             raise BadInput("no target language given; name at least one, e.g. fr or de")
         check_media_path(self.media)
-        source = lookup(self.source_language).code if self.source_language else None
-        targets = [lookup(code).code for code in self.target_languages]
+        given = None if self.source_language == "auto" else self.source_language
+        source = lookup(given).code if given else None
+        targets = [lookup(code).code for code in targets]
         language = speech_language(source)
-        run = self._run(started, language, {"source_language": source, "target_languages": targets})
+        changes = {"source_language": source or "auto", "target_languages": targets}
+        run = self._run(started, language, changes)
         # Asking for subtitles in another language is asking for translation.
         return replace(run, profile=run.profile.with_stages("translate"))
 
-    def default_formats(self) -> tuple[str, ...]:
-        return SUBTITLE_FORMATS
+
+class InboxOptions(TranscribeOptions):
+    """What an inbox run and its batch runs share: every transcribe option, for each file, and
+    how the inbox keeps its claims."""
+
+    quarantine_dir: Annotated[str, Flag()] = Field(
+        "",
+        description="The folder inside the inbox where files that cannot be transcribed go, "
+        "with a .error.txt note; it must be a real folder, not a link (empty: "
+        "<inbox>/quarantine).",
+        json_schema_extra=_form("Quarantine folder"),
+    )
+    claim_ttl_s: Annotated[float, Flag()] = Field(
+        120.0,
+        description="Seconds a claim outlives the last sign of life of its batch run; then a "
+        "later inbox run claims its files again.",
+        json_schema_extra=_form("Claim lifetime (s)", exclusiveMinimum=0),
+    )
+
+    def file_request(self, media: str, **changes: Any) -> TranscribeRequest:
+        """The transcribe request for one file of the inbox: these options, for that file."""
+        options = self.model_dump(include=set(TranscribeOptions.model_fields))
+        return TranscribeRequest(**{**options, **changes}, media=media)
+
+
+class InboxRequest(InboxOptions):
+    """What one inbox run is asked: a folder to look in, and the options for its files."""
+
+    inbox_dir: Annotated[str, Flag(positional=True)] = Field(
+        description="Folder to watch; media files directly in it (not hidden) are candidates.",
+        json_schema_extra=_form("Inbox folder"),
+    )
+    min_age_s: Annotated[float, Flag()] = Field(
+        10.0,
+        description="Leave files modified less than this many seconds ago for the next run.",
+        json_schema_extra=_form("Minimum age (s)", minimum=0),
+    )
+    batch_size: Annotated[int, Flag()] = Field(
+        4,
+        description="Files per batch run; each batch run loads its models once.",
+        json_schema_extra=_form("Files per batch", minimum=1),
+    )
+
+
+class InboxBatchRequest(InboxOptions):
+    """What one batch run of the inbox is asked: the files of a claim, with the inbox run's
+    options (its profile resolved)."""
+
+    claim: Annotated[str, Flag()] = Field(
+        description="The claim's token in the ledger.", json_schema_extra=_form("Claim")
+    )
+    inbox_run: Annotated[str, Flag()] = Field(
+        "", description="The inbox run that made the claim.",
+        json_schema_extra=_form("Inbox run"),
+    )  # fmt: skip
+
+
+def switch(value: str, name: str) -> bool | None:
+    """A stage switch as the profile helpers take it: True, False, or None (the profile's).
+
+    Raises:
+        BadInput: Not one of :data:`SWITCH`.
+    """
+    if value not in SWITCH:
+        raise BadInput(f"{name} is {value!r}; expected one of {', '.join(SWITCH)}")
+    return {"on": True, "off": False}.get(value)
 
 
 @dataclass(frozen=True)
@@ -212,7 +398,7 @@ class Run:
         started: ``time.perf_counter()`` when the run was checked, for its wall time.
     """
 
-    request: RunRequest
+    request: TranscribeRequest | SubtitleRequest
     profile: Profile
     language: str | None
     formats: tuple[str, ...]
@@ -279,34 +465,77 @@ def with_separation(profile: Profile, separate: bool | None) -> Profile:
 Fn = TypeVar("Fn", bound=Callable[..., Any])
 
 
-def takes(model: type[BaseModel]) -> Callable[[Fn], Fn]:
-    """Give a flow the parameters' descriptions of ``model``; refuse a signature that differs.
+def _none_is(default: Any, value: Any) -> Any:
+    """``None`` from an older caller, as a flow parameter: the field's default."""
+    return default if value is None else value
 
-    The flow's docstring gets an ``Args:`` section written from the fields' descriptions, so
-    Prefect's deployment form shows them. A parameter the model lacks, or a default that
-    differs, fails when the flow is defined rather than when a run meets it.
+
+def takes(model: type[BaseModel]) -> Callable[[Fn], Fn]:
+    """Make ``model``'s fields a flow's parameters: the model is the one place they are written.
+
+    The flow is written as ``def transcribe(media: str, **options)``: the parameters it names
+    must be fields of the model, and ``**options`` takes the rest. Its signature becomes the
+    model's fields, with their types, defaults, constraints, titles and choices, so Prefect
+    validates a run's parameters by them and renders them as the deployment's form; its
+    docstring gets an ``Args:`` section from the fields' descriptions, which the form shows.
+    The parameters stay flat, so a deployment's defaults (``profile: cpu``) merge with what a
+    run passes.
+
+    Raises:
+        TypeError: The flow names a parameter the model lacks, or takes no ``**options``.
     """
 
     def attach(fn: Fn) -> Fn:
-        fields = model.model_fields
-        params = inspect.signature(fn).parameters
-        if set(params) != set(fields):
+        fields = ordered_fields(model)
+        params = list(inspect.signature(fn).parameters.values())
+        named = [p for p in params if p.kind is not inspect.Parameter.VAR_KEYWORD]
+        drifted = [
+            p.name
+            for p in named
+            if p.name in fields
+            and p.default is not inspect.Parameter.empty
+            and p.default != fields[p.name].get_default()
+        ]
+        if drifted:
             raise TypeError(
-                f"{fn.__name__}'s parameters {sorted(params)} differ from {model.__name__}'s "
-                f"fields {sorted(fields)}"
+                f"{fn.__name__} gives {', '.join(drifted)} a default of its own; "
+                f"{model.__name__} is the one place a default is written"
             )
-        for name, param in params.items():
-            default = fields[name].get_default() if not fields[name].is_required() else ...
-            given = ... if param.default is inspect.Parameter.empty else param.default
-            if given != default:
-                raise TypeError(
-                    f"{fn.__name__}({name}=...) defaults to {given!r}, "
-                    f"{model.__name__}.{name} to {default!r}"
-                )
-        lines = [f"{name}: {fields[name].description}" for name in params]
-        summary, _, rest = (inspect.getdoc(fn) or "").partition("\n\n")
+        if len(named) == len(params) or any(p.name not in fields for p in named):
+            raise TypeError(
+                f"{fn.__name__} must name only fields of {model.__name__} "
+                f"({', '.join(fields)}) and take the rest as **options; it takes "
+                f"({', '.join(str(p) for p in params)})"
+            )
+
+        def parameter(name: str, kind: inspect._ParameterKind) -> inspect.Parameter:
+            field = fields[name]
+            return inspect.Parameter(
+                name,
+                kind,
+                default=inspect.Parameter.empty if field.is_required() else field.get_default(),
+                annotation=Annotated[
+                    field.annotation,
+                    *field.metadata,
+                    *(
+                        []
+                        if field.is_required()
+                        else [BeforeValidator(partial(_none_is, field.get_default()))]
+                    ),
+                    Field(json_schema_extra=field.json_schema_extra),
+                ],
+            )
+
+        given = {p.name for p in named}
+        named = [parameter(p.name, p.kind) for p in named]
+        rest = [parameter(n, inspect.Parameter.KEYWORD_ONLY) for n in fields if n not in given]
+        fn.__signature__ = inspect.Signature(
+            [*named, *rest], return_annotation=inspect.signature(fn).return_annotation
+        )
+        lines = [f"{p.name}: {fields[p.name].description}" for p in [*named, *rest]]
+        summary, _, after = (inspect.getdoc(fn) or "").partition("\n\n")
         args = "Args:\n" + "\n".join(f"    {line}" for line in lines)
-        fn.__doc__ = "\n\n".join(part for part in (summary, args, rest) if part)
+        fn.__doc__ = "\n\n".join(part for part in (summary, args, after) if part)
         return fn
 
     return attach

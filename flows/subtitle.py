@@ -11,7 +11,7 @@ from typing import Any
 
 from prefect import flow
 
-from flows.request import OnColdCache, SubtitleRequest, takes
+from flows.request import SubtitleRequest, takes
 from flows.runtime import ready_or_warm
 from flows.transcribe import transcribe_job
 from tasks.job import prepare_job
@@ -25,25 +25,7 @@ from tasks.translate.stage import (
 
 @flow(name="subtitle", log_prints=False)
 @takes(SubtitleRequest)
-def subtitle(
-    media: str,
-    target_languages: list[str],
-    source_language: str | None = None,
-    profile: str = "auto",
-    formats: list[str] | None = None,
-    output_dir: str | None = None,
-    store: str | None = None,
-    audio_stream: int | None = None,
-    on_cold_cache: OnColdCache = "fail",
-    diarize: bool | None = None,
-    speakers: int | None = None,
-    min_speakers: int | None = None,
-    max_speakers: int | None = None,
-    separate: bool | None = None,
-    subtitle_rules: str | None = None,
-    fps: float | None = None,
-    keep_flagged: bool = False,
-) -> dict[str, Any]:
+def subtitle(media: str, target_languages: list[str], **options: Any) -> dict[str, Any]:
     """Subtitles of one media file in its own language and in each target language.
 
     Returns:
@@ -54,13 +36,15 @@ def subtitle(
         BadInput: No target language, a code that is not a language, or a pair the model
             does not translate (before any audio is decoded).
     """
-    run = SubtitleRequest.model_validate(locals()).check()  # its parameters, checked once
+    run = SubtitleRequest(
+        media=media, target_languages=target_languages, **options
+    ).check()  # its parameters, checked once
     request = run.request
     # One preflight for every stage, the translation model and its pairs first: a refusal
     # costs nothing yet.
     ready = ready_or_warm(run.profile, run.volume, request.on_cold_cache)
     spec = run.profile.stages["translate"]
-    source = request.source_language
+    source = None if request.source_language == "auto" else request.source_language
     targets = check_languages(spec, ready["translate"], source, request.target_languages)
 
     job = prepare_job(request.media, str(run.output))

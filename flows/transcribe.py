@@ -11,7 +11,7 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
-from flows.request import OnColdCache, Run, TranscribeRequest, takes
+from flows.request import Run, TranscribeRequest, takes
 from flows.runtime import gpu_slot, ready_or_warm
 from tasks.asr.stage import recognise
 from tasks.diarize.stage import diarize_speakers
@@ -27,30 +27,13 @@ from tasks.warm.preflight import ReadyStage
 
 @flow(name="transcribe", log_prints=False)
 @takes(TranscribeRequest)
-def transcribe(
-    media: str,
-    profile: str = "auto",
-    language: str | None = None,
-    formats: list[str] | None = None,
-    output_dir: str | None = None,
-    store: str | None = None,
-    audio_stream: int | None = None,
-    on_cold_cache: OnColdCache = "fail",
-    diarize: bool | None = None,
-    speakers: int | None = None,
-    min_speakers: int | None = None,
-    max_speakers: int | None = None,
-    separate: bool | None = None,
-    subtitle_rules: str | None = None,
-    fps: float | None = None,
-    keep_flagged: bool = False,
-) -> dict[str, Any]:
+def transcribe(media: str, **options: Any) -> dict[str, Any]:
     """Transcribe one media file into subtitles and a transcript.
 
     Returns:
         The run record also written to ``run.json``.
     """
-    run = TranscribeRequest.model_validate(locals()).check()  # its parameters, checked once
+    run = TranscribeRequest(media=media, **options).check()  # its parameters, checked once
     ready = ready_or_warm(run.profile, run.volume, run.request.on_cold_cache)
     job = prepare_job(run.request.media, str(run.output))
     return transcribe_job(job, run, ready).record

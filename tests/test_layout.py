@@ -22,9 +22,7 @@ def _module(path: Path) -> str:
 
 def _graph() -> dict[str, set[str]]:
     """Module -> the project modules it imports, anywhere in its body."""
-    modules = {
-        _module(path): path for layer in LAYERS for path in (ROOT / layer).rglob("*.py")
-    }
+    modules = {_module(path): path for layer in LAYERS for path in (ROOT / layer).rglob("*.py")}
     graph: dict[str, set[str]] = {name: set() for name in modules}
     for name, path in modules.items():
         for node in ast.walk(ast.parse(path.read_text(), str(path))):

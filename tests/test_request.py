@@ -24,17 +24,69 @@ def test_the_deployment_form_describes_each_parameter_as_the_request_does(flow, 
 
 
 def test_a_flow_whose_parameters_drift_from_the_request_is_refused_when_defined():
-    def drifted(media: str, profile: str = "cpu"):  # the request's profile defaults to auto
+    def drifted(media: str, profile: str = "cpu", **options):  # the request's is auto
         """A flow."""
 
-    with pytest.raises(TypeError, match="profile"):
+    with pytest.raises(TypeError, match="gives profile a default of its own"):
         takes(TranscribeRequest)(drifted)
 
-    def missing(media: str):
+    def closed(media: str):  # the other options have nowhere to go
         """A flow."""
 
-    with pytest.raises(TypeError, match="differ"):
-        takes(TranscribeRequest)(missing)
+    with pytest.raises(TypeError, match=r"take the rest as \*\*options"):
+        takes(TranscribeRequest)(closed)
+
+    def unknown(media: str, colour: str, **options):
+        """A flow."""
+
+    with pytest.raises(TypeError, match="must name only fields"):
+        takes(TranscribeRequest)(unknown)
+
+
+@pytest.mark.parametrize(
+    ("flow", "model"), [(transcribe, TranscribeRequest), (subtitle, SubtitleRequest)]
+)
+def test_the_form_has_no_type_toggles_and_fixed_values_as_choices(flow, model):
+    """Every field has one concrete type (no ``X | None``, which the UI shows as a type toggle);
+    the values the request would refuse are not offered."""
+    form = parameter_schema(flow.fn).model_dump()
+    for name, field in form["properties"].items():
+        assert "anyOf" not in field and field.get("type"), (name, field)
+        assert field["title"][0].isupper() and "_" not in field["title"], (name, field["title"])
+    properties = form["properties"]
+    assert properties["diarize"]["enum"] == ["profile", "on", "off"]
+    assert properties["separate"]["enum"] == ["profile", "on", "off"]
+    assert set(properties["formats"]["items"]["enum"]) == {"srt", "vtt", "json", "txt"}
+    assert "netflix-en" in properties["subtitle_rules"]["enum"]
+    assert "cpu" in properties["profile"]["enum"]
+    assert properties["speakers"]["minimum"] == 0
+    if "target_languages" in properties:
+        assert properties["target_languages"]["minItems"] == 1
+        assert "target_languages" in form["required"]
+
+
+def test_old_callers_none_means_the_default():
+    """A deployment or script that passes ``None`` (the old "not given") gets the default, and
+    a switch given as a bool is on or off."""
+    old = TranscribeRequest(media=str(SAMPLE), language=None, speakers=None, diarize=False)
+    assert (old.language, old.speakers, old.diarize) == ("auto", 0, "off")
+
+
+def test_the_cli_flags_are_the_request_fields():
+    """Each field of the requests is a flag of its command, with the field's description as
+    its help: the CLI writes no option of its own."""
+    from flows.cli.main import _parser
+
+    parser = _parser()
+    for command, model in (("transcribe", TranscribeRequest), ("subtitle", SubtitleRequest)):
+        text = parser._subparsers._group_actions[0].choices[command].format_help()
+        flat = " ".join(text.split())
+        for field in model.model_fields.values():
+            assert " ".join(field.description.split()[:2]).rstrip(":.,") in flat
+    args = parser.parse_args(["transcribe", "a.mp4", "--format", "srt,json", "--no-diarize"])
+    assert (args.formats, args.diarize, args.language) == (["srt", "json"], "off", "auto")
+    with pytest.raises(SystemExit):
+        parser.parse_args(["transcribe", "a.mp4", "--format", "docx"])
 
 
 def test_check_normalises_the_request_it_passes_on():

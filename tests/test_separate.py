@@ -293,10 +293,10 @@ def test_a_cold_volume_names_the_warm_command_with_separation(warm_store, tmp_pa
 def test_the_cli_flag_reaches_the_flow_parameter():
     from flows.cli.main import _parser
 
-    def parsed(*flags: str) -> bool | None:
+    def parsed(*flags: str) -> str:
         return _parser().parse_args(["transcribe", "talk.mp4", *flags]).separate
 
-    assert (parsed(), parsed("--separate"), parsed("--no-separate")) == (None, True, False)
+    assert (parsed(), parsed("--separate"), parsed("--no-separate")) == ("profile", "on", "off")
 
 
 # -- bounded memory on a long recording ------------------------------------------------------------

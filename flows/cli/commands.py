@@ -68,12 +68,11 @@ def verify(args: argparse.Namespace) -> int:
 
 
 def transcribe(args: argparse.Namespace) -> int:
+    from flows.cli.flags import requests
     from flows.request import TranscribeRequest
     from flows.transcribe import transcribe as transcribe_flow
 
-    runs = _checked_runs(
-        [TranscribeRequest(media=m, language=args.language, **_shared(args)) for m in args.media]
-    )
+    runs = _checked_runs(requests(args, TranscribeRequest))
 
     def report(media: str, record: dict) -> None:
         _out(
@@ -88,20 +87,11 @@ def transcribe(args: argparse.Namespace) -> int:
 
 
 def subtitle(args: argparse.Namespace) -> int:
+    from flows.cli.flags import requests
     from flows.request import SubtitleRequest
     from flows.subtitle import subtitle as subtitle_flow
 
-    targets = [code for code in args.to.split(",") if code.strip()]
-    if not targets:
-        raise BadInput("--to names no language; e.g. --to fr,de")
-    runs = _checked_runs(
-        [
-            SubtitleRequest(
-                media=m, target_languages=targets, source_language=args.source, **_shared(args)
-            )
-            for m in args.media
-        ]
-    )
+    runs = _checked_runs(requests(args, SubtitleRequest))
 
     def report(media: str, record: dict) -> None:
         _out(f"{media}: {record['audio_seconds']:.1f} s of audio")
@@ -123,25 +113,6 @@ def _check_line(check: dict[str, Any] | None) -> str:
         f"  subtitles: {check['cues']} cues under {check['rules']}, "
         f"{check['violations']} violation(s)" + (f" ({broken})" if broken else "")
     )
-
-
-def _shared(args: argparse.Namespace) -> dict[str, Any]:
-    """The request's fields that transcribe and subtitle share, from the shared flags."""
-    return {
-        "profile": args.profile,
-        "formats": [args.format],
-        "output_dir": args.output,
-        "store": args.store,
-        "audio_stream": args.audio_stream,
-        "diarize": args.diarize,
-        "speakers": args.speakers,
-        "min_speakers": args.min_speakers,
-        "max_speakers": args.max_speakers,
-        "separate": args.separate,
-        "subtitle_rules": args.rules,
-        "fps": args.fps,
-        "keep_flagged": args.keep_flagged,
-    }
 
 
 def _checked_runs(requests: list[Any]) -> list[Any]:

@@ -103,47 +103,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--deep", action="store_true", help="recompute sha256 of every file")
     p.set_defaults(run=commands.verify)
 
+    from flows.cli.flags import add_flags
+    from flows.request import SubtitleRequest, TranscribeRequest
+
     p = sub.add_parser("transcribe", help="transcribe media files into subtitles")
-    p.add_argument("media", nargs="+", help="audio or video files")
-    common(p)
-    p.add_argument(
-        "--language",
-        default=None,
-        help="spoken language: a code (fr, fra) or a name (French); detected when omitted",
-    )
-    p.add_argument(
-        "--format",
-        default="srt,vtt,json,txt",
-        help="comma-separated output formats (default: srt,vtt,json,txt)",
-    )
-    _run_options(p, str(settings.output))
-    p.set_defaults(run=commands.transcribe)
+    add_flags(p, TranscribeRequest)
+    p.set_defaults(run=commands.transcribe, profile=settings.profile)
 
     p = sub.add_parser(
         "subtitle", help="transcribe media files and translate their subtitles into languages"
     )
-    p.add_argument("media", nargs="+", help="audio or video files")
-    p.add_argument(
-        "--to",
-        required=True,
-        metavar="LANGS",
-        help="comma-separated target languages: ISO 639-1 (fr), 639-3 (fra) or NLLB (fra_Latn)",
-    )
-    p.add_argument(
-        "--from",
-        dest="source",
-        default=None,
-        metavar="LANG",
-        help="spoken language; detected when omitted",
-    )
-    common(p)
-    p.add_argument(
-        "--format",
-        default="srt,vtt,json",
-        help="comma-separated output formats (default: srt,vtt,json)",
-    )
-    _run_options(p, str(settings.output))
-    p.set_defaults(run=commands.subtitle)
+    add_flags(p, SubtitleRequest)
+    p.set_defaults(run=commands.subtitle, profile=settings.profile)
 
     p = sub.add_parser(
         "server", help="the local Prefect server voxflow's runs use when PREFECT_API_URL is unset"
@@ -215,57 +186,6 @@ def _rules_options(p: argparse.ArgumentParser, default: str | None) -> None:
     )
 
 
-def _run_options(p: argparse.ArgumentParser, output: str) -> None:
-    """Flags `transcribe` and `subtitle` share: output, audio stream, speakers, separation,
-    subtitle rules."""
-    _rules_options(p, default=None)
-    p.add_argument(
-        "--keep-flagged",
-        action="store_true",
-        help="keep in subtitles and text what the hallucination guard flags (the JSON always "
-        "has it, with the reason)",
-    )
-    p.add_argument(
-        "--output",
-        default=output,
-        help="output folder (default: $VOXFLOW_OUTPUT or ./output)",
-    )
-    p.add_argument(
-        "--audio-stream",
-        type=int,
-        default=None,
-        help="audio stream to use, counting from 0 (default: the first)",
-    )
-    diarize = p.add_mutually_exclusive_group()
-    diarize.add_argument(
-        "--diarize",
-        action="store_true",
-        default=None,
-        help="label speakers (default: as the profile says; on with a speaker count)",
-    )
-    diarize.add_argument(
-        "--no-diarize", dest="diarize", action="store_false", help="do not label speakers"
-    )
-    p.add_argument(
-        "--speakers", type=int, default=None, metavar="N", help="exact number of speakers"
-    )
-    p.add_argument(
-        "--min-speakers", type=int, default=None, metavar="A", help="at least A speakers"
-    )
-    p.add_argument("--max-speakers", type=int, default=None, metavar="B", help="at most B speakers")
-    separate = p.add_mutually_exclusive_group()
-    separate.add_argument(
-        "--separate",
-        action="store_true",
-        default=None,
-        help="isolate the voice (Demucs vocals stem) before VAD and ASR "
-        "(default: as the profile says: on for cuda and mlx, off on cpu)",
-    )
-    separate.add_argument(
-        "--no-separate", dest="separate", action="store_false", help="transcribe the mix as is"
-    )
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``voxflow`` console script."""
     environ = dict(os.environ)  # as the user set it, before the defaults below
@@ -302,7 +222,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.flush()  # inside the try: a reader that left is noticed here
         if argv is None and args.command in runner.SERVED and runner.enabled(environ):
             # For the next command: Prefect imported, these models loaded.
-            runner.start(environ, args.profile, os.path.abspath(args.store))
+            runner.start(
+                environ, args.profile, os.path.abspath(args.store or load_settings().store)
+            )
         _LEAVING.append(code)
         return code
     except KeyboardInterrupt:

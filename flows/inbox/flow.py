@@ -19,7 +19,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +42,7 @@ from flows.inbox.files import (
 )
 from flows.inbox.quarantine import check_quarantine, quarantine_folder
 from flows.inbox.quarantine import quarantine as move_to_quarantine
-from flows.request import OnColdCache, TranscribeRequest
+from flows.request import InboxBatchRequest, InboxOptions, InboxRequest, TranscribeRequest, takes
 from flows.runtime import ready_or_warm, under_deployment
 from flows.transcribe import transcribe_job
 from profiles import load_profile, resolve_profile
@@ -79,35 +78,9 @@ def this_run() -> str:
 
 
 @flow(name="inbox", log_prints=False)
-def inbox(
-    inbox_dir: str,
-    profile: str = "auto",
-    output_dir: str | None = None,
-    store: str | None = None,
-    quarantine_dir: str | None = None,
-    language: str | None = None,
-    formats: list[str] | None = None,
-    min_age_s: float = 10.0,
-    on_cold_cache: OnColdCache = "fail",
-    batch_size: int = 4,
-    claim_ttl_s: float = 120.0,
-) -> dict[str, list[str]]:
+@takes(InboxRequest)
+def inbox(inbox_dir: str, **options: Any) -> dict[str, list[str]]:
     """Claim every new media file in a folder, by content hash, and transcribe it exactly once.
-
-    Args:
-        inbox_dir: Folder to watch; media files directly in it (not hidden) are candidates.
-        profile: Hardware profile (cpu, cuda, mlx, openvino) or auto to pick by hardware.
-        output_dir: Where job directories and the ledger go ($VOXFLOW_OUTPUT or ./output).
-        store: Model volume root ($VOXFLOW_STORE or ./models when empty).
-        quarantine_dir: The folder inside the inbox where failed files go with a .error.txt
-            note (inbox_dir/quarantine); it must be a real folder, not a link.
-        language: Spoken language (ISO 639-1); detected when empty.
-        formats: Output formats among srt, vtt, json, txt (all when empty).
-        min_age_s: Leave files modified less than this many seconds ago for the next run.
-        on_cold_cache: On a cold model volume: fail without touching any file, or warm it.
-        batch_size: Files per batch run; each batch run loads its models once.
-        claim_ttl_s: Seconds a claim outlives the last sign of life of its batch run; then a
-            later inbox run claims its files again.
 
     Returns:
         File names by outcome: ``done`` and ``quarantined`` (batches run in this process),
@@ -120,51 +93,53 @@ def inbox(
         VoxflowError: Any failure of the machine or the volume (a full disk, memory) in an
             in-process batch: the run fails at that file, which a later run does again.
     """
-    if batch_size < 1 or claim_ttl_s <= 0:
+    request = InboxRequest(inbox_dir=inbox_dir, **options)
+    if request.batch_size < 1 or request.claim_ttl_s <= 0:
         raise BadInput(
-            f"expected batch_size >= 1 and claim_ttl_s > 0, found {batch_size} and {claim_ttl_s}"
+            f"expected batch_size >= 1 and claim_ttl_s > 0, found {request.batch_size} and "
+            f"{request.claim_ttl_s}"
         )
     settings = load_settings()
     folder = Path(inbox_dir)
-    output = Path(output_dir or settings.output)
-    chosen_name = resolve_profile(profile)
+    output = Path(request.output_dir or settings.output)
+    chosen_name = resolve_profile(request.profile)
+    # What each batch is given: this run's options, its profile resolved once, here.
+    shared = InboxOptions(
+        **{**request.model_dump(include=set(InboxOptions.model_fields)), "profile": chosen_name,
+           "output_dir": str(output)}
+    )  # fmt: skip
     summary: dict[str, list[str]] = {DONE: [], QUARANTINED: [], QUEUED: []}
     ledger_path = output / LEDGER_NAME
-    quarantine = quarantine_folder(folder, quarantine_dir)
+    quarantine = quarantine_folder(folder, request.quarantine_dir or None)
     check_quarantine(folder, quarantine)
 
     # Hashing new files takes a while: it reads the ledger as it is (written by renames) and
     # takes the lock only to claim, checking each file again.
-    scan = scan_inbox(folder, Ledger.load(ledger_path), min_age_s, batch_run_state)
+    scan = scan_inbox(folder, Ledger.load(ledger_path), request.min_age_s, batch_run_state)
     todo = scan.pending
     batches: dict[str, list[InboxFile]] = {}
     rows: dict[str, dict[str, Any]] = {}
     if todo:
         # Problems of the machine or the volume fail the run before any file is claimed.
-        first = file_request(todo[0], chosen_name, output, store, language, formats).check()
-        ready_or_warm(first.profile, first.volume, on_cold_cache)
-        batches, rows = claim_batches(ledger_path, todo, batch_size, claim_ttl_s)
+        first = shared.file_request(str(todo[0].path)).check()
+        ready_or_warm(first.profile, first.volume, request.on_cold_cache)
+        batches, rows = claim_batches(ledger_path, todo, request.batch_size, request.claim_ttl_s)
     else:
         log.info("inbox %s: nothing new", folder)
-    shared = {
-        "profile": chosen_name,
-        "output_dir": str(output),
-        "store": store,
+    shared_parameters = {
+        **shared.model_dump(),
         "quarantine_dir": str(quarantine),
-        "language": language,
-        "formats": formats,
-        "claim_ttl_s": claim_ttl_s,
         "inbox_run": this_run(),
     }
     for token, items in batches.items():
         names = [item.path.name for item in items]
         if under_deployment():
-            run = hand_to_pool(ledger_path, token, shared)
+            run = hand_to_pool(ledger_path, token, shared_parameters)
             for name in names:
                 rows[name] |= {"batch run": run, "outcome": QUEUED}
             summary[QUEUED] += names
             continue
-        outcome = inbox_batch(claim=token, **shared)
+        outcome = inbox_batch(claim=token, **shared_parameters)
         for status, done in outcome.items():
             if status in summary:
                 summary[status] += done
@@ -220,25 +195,6 @@ def settled_outcomes(ledger_path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def file_request(
-    item: InboxFile,
-    profile: str,
-    output: Path,
-    store: str | None,
-    language: str | None,
-    formats: list[str] | None,
-) -> TranscribeRequest:
-    """The transcribe request for one file of the inbox."""
-    return TranscribeRequest(
-        media=str(item.path),
-        profile=profile,
-        language=language,
-        formats=formats,
-        output_dir=str(output),
-        store=store,
-    )
-
-
 def claim_batches(
     ledger_path: Path, todo: list[InboxFile], batch_size: int, ttl: float
 ) -> tuple[dict[str, list[InboxFile]], dict[str, dict[str, Any]]]:
@@ -292,36 +248,18 @@ def hand_to_pool(ledger_path: Path, token: str, shared: dict[str, Any]) -> str:
 
 
 @flow(name="inbox-batch", log_prints=False)
-def inbox_batch(
-    claim: str,
-    profile: str,
-    output_dir: str,
-    store: str | None = None,
-    quarantine_dir: str | None = None,
-    language: str | None = None,
-    formats: list[str] | None = None,
-    claim_ttl_s: float = 120.0,
-    inbox_run: str | None = None,
-) -> dict[str, list[str]]:
+@takes(InboxBatchRequest)
+def inbox_batch(claim: str, **options: Any) -> dict[str, list[str]]:
     """Transcribe the files an inbox run claimed, loading each model once for all of them.
-
-    Args:
-        claim: The claim's token in the ledger.
-        profile: Hardware profile the inbox run resolved.
-        output_dir: Where job directories and the ledger are.
-        store: Model volume root.
-        quarantine_dir: The folder inside the inbox where failed files go with a .error.txt note.
-        language: Spoken language (ISO 639-1); detected when empty.
-        formats: Output formats among srt, vtt, json, txt (all when empty).
-        claim_ttl_s: How long the claim outlives this run's last renewal.
-        inbox_run: The inbox run that made the claim.
 
     Returns:
         File names by outcome: ``done``, ``quarantined``, ``skipped`` (a link or a special file
         by now: left alone), ``claim lost`` (another run holds the file now: this one left it).
     """
-    output = Path(output_dir)
+    request = InboxBatchRequest(claim=claim, **options)
+    output = Path(request.output_dir or load_settings().output)
     ledger_path = output / LEDGER_NAME
+    claim_ttl_s, inbox_run = request.claim_ttl_s, request.inbox_run
     here = {"host": socket.gethostname(), "pid": os.getpid(), "worker_pid": os.getppid()}
     with locked_ledger(ledger_path) as ledger:
         held = list(ledger.claimed_by(claim))
@@ -333,9 +271,7 @@ def inbox_batch(
         log.warning("inbox batch %s: the claim holds no file any more", claim[:8])
         return summary
 
-    request = partial(file_request, profile=profile, output=output, store=store,
-                      language=language, formats=formats)  # fmt: skip
-    quarantine = Path(quarantine_dir) if quarantine_dir else None
+    quarantine = Path(request.quarantine_dir) if request.quarantine_dir else None
     with renewing(ledger_path, claim, claim_ttl_s), POOL.session() as loaded:
         ready: dict[str, ReadyStage] = {}
         for sha in held:
@@ -349,7 +285,10 @@ def inbox_batch(
                 ledger.entries[sha]["started"] = time.time()
                 ledger.save()
             status, details = transcribe_file(
-                item, request(item), ready, quarantine or item.path.parent / "quarantine"
+                item,
+                request.file_request(str(item.path), output_dir=str(output)),
+                ready,
+                quarantine or item.path.parent / "quarantine",
             )
             with locked_ledger(ledger_path) as ledger:
                 if ledger.is_done(sha):
@@ -362,7 +301,7 @@ def inbox_batch(
             rows.append({"file": item.path.name, "outcome": status, **here,
                          "detail": details.get("error", "")})  # fmt: skip
     create_table_artifact(
-        key=f"inbox-batch-{load_profile(profile).name}",
+        key=f"inbox-batch-{load_profile(request.profile).name}",
         table=rows,
         description=f"inbox batch {claim[:8]} of {inbox_run}: {len(summary[DONE])} done, "
         f"{len(summary[QUARANTINED])} quarantined on {here['host']} (worker pid "
