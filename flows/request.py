@@ -28,8 +28,8 @@ from blocks.volume import Volume
 from profiles import Profile, list_profiles, load_catalog, load_profile, resolve_profile
 from tasks.asr import speech_language
 from tasks.diarize import SpeakerCount
-from tasks.extract import check_media_path
 from tasks.guard import GuardOptions
+from tasks.media import check_media_path
 from tasks.subtitles import FORMATS, parse_formats
 from tasks.subtitles.rules import RULE_SETS, RuleSet, rule_set
 from voxflow.errors import BadInput, ProfileError

@@ -74,13 +74,15 @@ def self_test(
             output_dir=str(scratch),
         ).check()  # fmt: skip
         ready = ready_or_warm(run.profile, run.volume, "fail")
-        job = prepare_job(run.request.media, str(run.output))  # a fresh folder: nothing cached
-        done = transcribe_job(job, run, ready)
-        stages = dict(done.record["stages"])
-        if "translate" in ready:
-            spec = run.profile.stages["translate"]
-            moved = translate(job, spec, ready["translate"], done.transcript, "en", TRANSLATE_TO)
-            stages["translate"] = {"seconds": moved.seconds, "peak_mib": moved.peak_mib}
+        with prepare_job(run.request.media, str(run.output)) as job:  # fresh: nothing cached
+            done = transcribe_job(job, run, ready)
+            stages = dict(done.record["stages"])
+            if "translate" in ready:
+                spec = run.profile.stages["translate"]
+                moved = translate(
+                    job, spec, ready["translate"], done.transcript, "en", TRANSLATE_TO
+                )
+                stages["translate"] = {"seconds": moved.seconds, "peak_mib": moved.peak_mib}
         audio = done.record["audio_seconds"]
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

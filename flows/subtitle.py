@@ -47,11 +47,11 @@ def subtitle(media: str, target_languages: list[str], **options: Any) -> dict[st
     source = None if request.source_language == "auto" else request.source_language
     targets = check_languages(spec, ready["translate"], source, request.target_languages)
 
-    job = prepare_job(request.media, str(run.output))
-    done = transcribe_job(job, run, ready)
-    results, written = [], {}
-    for target in targets:
-        translated = translate(job, spec, ready["translate"], done.transcript, source, target)
-        results.append(translated)
-        written[target] = write_translation(job, translated, run.formats, run.rules)
-    return record_translations(job, done.record, ready["translate"], results, written)
+    with prepare_job(request.media, str(run.output)) as job:  # held for the whole run
+        done = transcribe_job(job, run, ready)
+        results, written = [], {}
+        for target in targets:
+            translated = translate(job, spec, ready["translate"], done.transcript, source, target)
+            results.append(translated)
+            written[target] = write_translation(job, translated, run.formats, run.rules)
+        return record_translations(job, done.record, ready["translate"], results, written)

@@ -35,8 +35,8 @@ def transcribe(media: str, **options: Any) -> dict[str, Any]:
     """
     run = TranscribeRequest(media=media, **options).check()  # its parameters, checked once
     ready = ready_or_warm(run.profile, run.volume, run.request.on_cold_cache)
-    job = prepare_job(run.request.media, str(run.output))
-    return transcribe_job(job, run, ready).record
+    with prepare_job(run.request.media, str(run.output)) as job:  # held for the whole run
+        return transcribe_job(job, run, ready).record
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,8 @@ leaves ``records/stages/<stage>.json`` holding its cache key, its result record 
 The key hashes (the media content, the stage's config including model revisions, the upstream
 stage's key), so re-running the same file skips finished stages, a changed config reruns from
 that stage on, and a run killed mid-flow resumes at the first stage without a record.
+A run holds the directory's lock from its start to its end (:func:`prepare_job`), so a second
+run of the same file into the same output waits for the first and then finds its stages done.
 ``run.json`` records the whole run (profile, models, seconds per stage, outputs), and
 :func:`transcript_preview` is the Markdown of its Prefect artifact.
 """
@@ -15,27 +17,29 @@ that stage on, and a run killed mid-flow resumes at the first stage without a re
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
 import json
 import logging
 import os
 import shutil
-import stat
+import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from prefect import task
 from prefect.cache_policies import NONE
 
-from tasks.extract import check_media_path, content_hash
+from tasks.media import OpenMedia, open_media
 from voxflow import __version__
 from voxflow.atomic import write_json
-from voxflow.errors import BadInput, OutputFull
+from voxflow.errors import OutputFull
 from voxflow.memory import give_back_freed, peak_memory
 
 if TYPE_CHECKING:
@@ -47,6 +51,12 @@ log = logging.getLogger(__name__)
 RECORDS = "records"
 """The job directory's folder for voxflow's own files (outputs are ``<stem>.<ext>`` files)."""
 
+LOCK = "run.lock"
+"""The file in ``records/`` that a run holds locked (:func:`hold_job`); it names the holder."""
+
+WAIT_POLL_S = 0.25
+"""How often a run waiting for another run of its file tries the lock again."""
+
 
 @dataclass(frozen=True)
 class Job:
@@ -57,12 +67,31 @@ class Job:
         directory: ``<output>/<stem>-<sha8>``.
         sha256: The input's content hash.
         stem: The input's file name without its suffix.
+        source: The input, opened once (:func:`tasks.media.open_media`): the extract stage
+            decodes this open file, never the name again.
+        lock: The job directory's lock file while a run holds it (:func:`hold_job`).
     """
 
     media: str
     directory: str
     sha256: str
     stem: str
+    source: OpenMedia = field(repr=False, compare=False)
+    lock: BinaryIO | None = field(default=None, repr=False, compare=False)
+
+    def close(self) -> None:
+        """Close the media and release the job directory (again is no error)."""
+        self.source.close()
+        if self.lock is not None:
+            self.lock.close()  # closing the last descriptor of a flock releases it
+
+    def __enter__(self) -> Job:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
 
     @property
     def path(self) -> Path:
@@ -79,96 +108,109 @@ class Job:
         return self.records / "stages" / f"{stage}.json"
 
 
-class NotRegularFile(BadInput):
-    """An entry that must be a regular file itself (an inbox's) is a link or something else.
-
-    Attributes:
-        path: The entry.
-        reason: What it is instead: ``symlink``, ``not a regular file: FIFO``, ...
-    """
-
-    def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
-        self.path, self.reason = str(path), reason
-        super().__init__(f"{self.path}: {reason}; links and special files are never read")
-
-
-ENTRY_KINDS = {
-    stat.S_IFLNK: "symlink",
-    stat.S_IFDIR: "not a regular file: folder",
-    stat.S_IFIFO: "not a regular file: FIFO",
-    stat.S_IFSOCK: "not a regular file: socket",
-    stat.S_IFCHR: "not a regular file: character device",
-    stat.S_IFBLK: "not a regular file: block device",
-}
-
-
-def not_regular(entry: os.stat_result) -> str | None:
-    """Why an entry (its ``lstat``) is not a regular file, or None when it is one."""
-    kind = stat.S_IFMT(entry.st_mode)
-    return None if kind == stat.S_IFREG else ENTRY_KINDS.get(kind, "not a regular file")
-
-
-def hash_entry(path: str | os.PathLike[str], listed: os.stat_result | None = None) -> str:
-    """sha256 of a regular file read through its own entry, never through a link.
-
-    The entry is checked with ``lstat`` (or ``listed``, the ``lstat`` it was listed with) and
-    only then opened: a device or a FIFO is never opened at all. What is in the folder can change
-    between the check and the open, so the open refuses a link (``O_NOFOLLOW``), cannot block on
-    a FIFO (``O_NONBLOCK``), and what it opened must be the inode that was checked.
-
-    Raises:
-        NotRegularFile: The entry is a link, not a regular file, or another file than listed.
-        FileNotFoundError: It is gone.
-    """
-    listed = listed or os.lstat(path)
-    if reason := not_regular(listed):
-        raise NotRegularFile(path, reason)
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
-    try:
-        fd = os.open(path, flags)
-    except OSError as e:
-        if e.errno == errno.ELOOP:  # what O_NOFOLLOW answers for a link
-            raise NotRegularFile(path, "symlink") from e
-        raise
-    with os.fdopen(fd, "rb") as f:
-        opened = os.fstat(fd)
-        if not_regular(opened) or (opened.st_dev, opened.st_ino) != (
-            listed.st_dev,
-            listed.st_ino,
-        ):
-            raise NotRegularFile(path, "replaced by another file since it was listed")
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
 def open_job(
     media: str | os.PathLike[str], output_dir: str | os.PathLike[str], follow_links: bool = True
 ) -> Job:
-    """Hash the media and create its job directory.
+    """Open the media once, hash it and create its job directory.
+
+    The job keeps the media open (:attr:`Job.source`): close it (``with``) when done.
 
     Args:
         media: The media file.
         output_dir: Where job directories go.
         follow_links: False for a file of the inbox, whose entry must be the regular file itself
-            (:func:`hash_entry`); a command's media may be a link the user made.
+            (:func:`tasks.media.open_entry`); a command's media may be a link the user made.
 
     Raises:
         MediaNotFound: The media file does not exist.
         NotRegularFile: ``follow_links`` is False and the entry is a link or a special file.
     """
-    path = check_media_path(media)
-    if follow_links:
-        digest, where = content_hash(path), path.resolve()
-    else:  # the folder's own links are the operator's; the entry's would be anyone's
-        digest, where = hash_entry(path), path.parent.resolve() / path.name
-    directory = Path(output_dir) / f"{path.stem}-{digest[:8]}"
-    (directory / RECORDS / "stages").mkdir(parents=True, exist_ok=True)
-    return Job(media=str(where), directory=str(directory.resolve()), sha256=digest, stem=path.stem)
+    source = open_media(media, follow_links)
+    try:
+        digest, stem = source.sha256(), Path(media).stem
+        directory = Path(output_dir) / f"{stem}-{digest[:8]}"
+        (directory / RECORDS / "stages").mkdir(parents=True, exist_ok=True)
+    except BaseException:
+        source.close()
+        raise
+    # the folder's own links are the operator's; the entry's would be anyone's
+    where = source.path if follow_links else source.path.parent.resolve() / source.path.name
+    directory = directory.resolve()
+    return Job(str(where), str(directory), digest, stem, source)
 
 
 @task(cache_policy=NONE)
 def prepare_job(media: str, output_dir: str, follow_links: bool = True) -> Job:
-    """Hash the media and create its job directory (:func:`open_job`)."""
-    return open_job(media, output_dir, follow_links)
+    """Open and hash the media, create its job directory (:func:`open_job`) and hold it for
+    this run (:func:`hold_job`), so another run of the same file waits and then reuses this
+    one's stages. Close the job (``with``) when the run ends."""
+    job = open_job(media, output_dir, follow_links)
+    try:
+        return replace(job, lock=hold_job(job))
+    except BaseException:
+        job.close()
+        raise
+
+
+def hold_job(job: Job) -> BinaryIO:
+    """Hold the job directory's lock for a run, first waiting for a run that holds it.
+
+    One log line says that this run waits and for which process. The lock is ``flock`` on
+    ``records/run.lock``: the kernel releases it when its holder's process ends, however it
+    ends, so a killed run never wedges the next. A lock file removed while this run waited (the
+    extract stage removes the folder of media it cannot decode) is no lock: the run makes the
+    folder again and takes the new one.
+
+    Returns:
+        The open lock file, holding this process's id; closing it releases the lock.
+    """
+    waited = False
+    while True:
+        job.stage_file("extract").parent.mkdir(parents=True, exist_ok=True)
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        lock = os.fdopen(os.open(job.records / LOCK, flags, 0o666), "r+b")
+        while not _try_lock(lock):
+            if not waited:
+                log.info(
+                    "%s: waiting for another run of this file (%s) to finish; its finished "
+                    "stages are then reused",
+                    job.path.name,
+                    _holder(lock),
+                )
+                waited = True
+            time.sleep(WAIT_POLL_S)
+        if _still_there(lock, job.records / LOCK):
+            break
+        lock.close()
+    lock.truncate(0)
+    lock.write(f"process {os.getpid()} on {socket.gethostname()}".encode())
+    lock.flush()
+    return lock
+
+
+def _try_lock(lock: BinaryIO) -> bool:
+    """Take the lock if no other open file holds it."""
+    try:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _holder(lock: BinaryIO) -> str:
+    """Who holds the lock, as it wrote itself into the file (``process 123 on host``)."""
+    said = os.pread(lock.fileno(), 200, 0).decode("utf-8", "replace").strip()
+    return said or "a process that has not yet said which"
+
+
+def _still_there(lock: BinaryIO, path: Path) -> bool:
+    """Whether the locked file is still the one at ``path`` (not removed while waiting)."""
+    try:
+        there = os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    held = os.fstat(lock.fileno())
+    return (there.st_dev, there.st_ino) == (held.st_dev, held.st_ino)
 
 
 def stage_key(job: Job, stage: str, config: dict[str, Any], upstream: str | None) -> str:

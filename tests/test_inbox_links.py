@@ -23,8 +23,8 @@ from conftest import SAMPLE
 from flows.inbox.files import LEDGER_NAME, InboxFile, Ledger, scan_inbox
 from flows.inbox.flow import inbox, transcribe_file
 from flows.inbox.quarantine import QuarantineRefused, quarantine, quarantine_folder
-from tasks.extract import check_media_path
-from tasks.job import NotRegularFile, hash_entry, open_job
+from tasks.job import open_job
+from tasks.media import NotRegularFile, check_media_path, hash_entry
 from voxflow.errors import NotMedia
 
 BROKEN = b"this is a text file, not a video\n"

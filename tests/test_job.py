@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import errno
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tasks.extract import content_hash
 from tasks.job import Job, open_job, room_for, run_stage, stage_key
+from tasks.media import content_hash
 from voxflow.errors import MediaNotFound, OutputFull
 
 CONFIG = {"backend": "silero", "threshold": 0.5, "model": {"revision": "1.2.1"}}
@@ -23,8 +24,9 @@ def media(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def job(media: Path, tmp_path: Path) -> Job:
-    return open_job(media, tmp_path / "out")
+def job(media: Path, tmp_path: Path) -> Iterator[Job]:
+    with open_job(media, tmp_path / "out") as job:
+        yield job
 
 
 class Counter:
@@ -47,9 +49,7 @@ def run(job: Job, compute: Counter, config: dict = CONFIG, upstream: str | None 
 # -- the job directory -------------------------------------------------------------------------
 
 
-def test_a_job_directory_is_named_after_the_stem_and_the_content_hash(media, tmp_path):
-    job = open_job(media, tmp_path / "out")
-
+def test_a_job_directory_is_named_after_the_stem_and_the_content_hash(job, media, tmp_path):
     sha = content_hash(media)
     expected = (tmp_path / "out" / f"interview.final-{sha[:8]}").resolve()
     assert job.path == expected
@@ -58,13 +58,11 @@ def test_a_job_directory_is_named_after_the_stem_and_the_content_hash(media, tmp
     assert job.stage_file("asr") == expected / "records" / "stages" / "asr.json"
 
 
-def test_opening_the_same_media_again_reuses_its_directory(media, tmp_path):
-    first = open_job(media, tmp_path / "out")
-    (first.path / "keep.txt").write_text("earlier work")
+def test_opening_the_same_media_again_reuses_its_directory(job, media, tmp_path):
+    (job.path / "keep.txt").write_text("earlier work")
 
-    again = open_job(media, tmp_path / "out")
-
-    assert again == first
+    with open_job(media, tmp_path / "out") as again:
+        assert again == job
     assert (again.path / "keep.txt").read_text() == "earlier work"
 
 
@@ -168,10 +166,9 @@ def test_the_stage_key_depends_on_the_media_content(tmp_path):
         path.parent.mkdir()
         path.write_bytes(data)
 
-    job_a, job_b = open_job(a, tmp_path / "out"), open_job(b, tmp_path / "out")
-
-    assert job_a.path != job_b.path
-    assert stage_key(job_a, "vad", CONFIG, None) != stage_key(job_b, "vad", CONFIG, None)
+    with open_job(a, tmp_path / "out") as job_a, open_job(b, tmp_path / "out") as job_b:
+        assert job_a.path != job_b.path
+        assert stage_key(job_a, "vad", CONFIG, None) != stage_key(job_b, "vad", CONFIG, None)
 
 
 def test_the_stage_key_is_stable_and_ignores_config_key_order(job):
@@ -181,11 +178,7 @@ def test_the_stage_key_is_stable_and_ignores_config_key_order(job):
     assert stage_key(job, "vad", CONFIG, "u") != stage_key(job, "asr", CONFIG, "u")
 
 
-def test_a_full_disk_in_a_stage_is_output_full_and_leaves_no_record(tmp_path):
-    media = tmp_path / "a.wav"
-    media.write_bytes(b"RIFF....")
-    job = open_job(media, tmp_path / "out")
-
+def test_a_full_disk_in_a_stage_is_output_full_and_leaves_no_record(job):
     def compute():
         raise OSError(errno.ENOSPC, "No space left on device")
 
@@ -194,9 +187,6 @@ def test_a_full_disk_in_a_stage_is_output_full_and_leaves_no_record(tmp_path):
     assert not job.stage_file("asr").exists()
 
 
-def test_other_os_errors_pass_through_room_for(tmp_path):
-    media = tmp_path / "a.wav"
-    media.write_bytes(b"RIFF....")
-    job = open_job(media, tmp_path / "out")
+def test_other_os_errors_pass_through_room_for(job):
     with pytest.raises(PermissionError), room_for(job, "the asr stage"):
         raise PermissionError(errno.EACCES, "Permission denied")

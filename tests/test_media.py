@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from conftest import SAMPLE
-from tasks.extract import SAMPLE_RATE, Wav, content_hash, extract_audio, load_wav
+from tasks.extract import SAMPLE_RATE, Wav, extract_audio, load_wav
+from tasks.media import MAX_NAME_BYTES, check_media_path, content_hash
 from voxflow.errors import BadInput, MediaNotFound, NoAudioStream, NotMedia
 
 SECONDS = 2.0
@@ -270,9 +271,6 @@ def test_a_wav_is_read_only_where_it_is_sliced(tmp_path):
     ids=["fifo", "link-loop", "dangling-link", "folder"],
 )
 def test_a_path_that_is_no_file_gets_its_own_line(tmp_path, make, said):
-    from tasks.extract import check_media_path
-    from voxflow.errors import BadInput
-
     path = tmp_path / "talk.mp4"
     make(path)
     with pytest.raises(BadInput, match=re.escape(said)) as e:
@@ -281,9 +279,6 @@ def test_a_path_that_is_no_file_gets_its_own_line(tmp_path, make, said):
 
 
 def test_names_voxflow_cannot_write_outputs_for_are_refused_before_any_work(tmp_path):
-    from tasks.extract import MAX_NAME_BYTES, check_media_path
-    from voxflow.errors import BadInput
-
     odd = tmp_path / os.fsdecode(b"caf\xe9.mp4")
     odd.write_bytes(SAMPLE.read_bytes())
     with pytest.raises(BadInput, match=r"caf\\xe9\.mp4 is not valid UTF-8") as e:
@@ -296,3 +291,31 @@ def test_names_voxflow_cannot_write_outputs_for_are_refused_before_any_work(tmp_
     fits = tmp_path / ("y" * (MAX_NAME_BYTES - 4) + ".mp4")
     fits.write_bytes(SAMPLE.read_bytes())
     assert check_media_path(fits) == fits
+
+
+# -- opened once -------------------------------------------------------------------------------
+
+
+def test_a_job_decodes_the_file_it_opened_though_its_name_now_links_elsewhere(tmp_path):
+    """The name checked and opened is swapped for a link to another recording before the
+    extract stage runs: the stage decodes the open file (the sample's 27 s), not the 2 s tone
+    the name now leads to, and the job's hash is the sample's."""
+    from tasks.extract.stage import extract
+    from tasks.job import open_job
+
+    media = tmp_path / "talk.mp4"
+    media.write_bytes(SAMPLE.read_bytes())
+    other = write_media(tmp_path / "other.mka", [sine(440, 48_000)], 48_000)
+    with open_job(media, tmp_path / "out") as job:
+        swap = tmp_path / "swap"
+        swap.symlink_to(other)
+        swap.replace(media)  # one rename: the name is a link to the other file now
+        assert media.is_symlink()
+        by_name = extract_audio(media, tmp_path / "by-name.wav")  # what the name reads now
+        assert by_name.duration == pytest.approx(SECONDS, abs=0.1)
+
+        audio = extract.fn(job)
+
+    assert audio.result["duration"] == pytest.approx(27.0, abs=0.1)
+    assert assert_16k_mono_s16(job.records / "audio.wav") == pytest.approx(27.0, abs=0.1)
+    assert job.sha256 == hashlib.sha256(SAMPLE.read_bytes()).hexdigest()

@@ -15,7 +15,7 @@ finished stages are reused from the job folder. A claim whose run ended without 
 is void at once.
 
 The inbox is a **trust boundary**: whoever may drop files there may also plant links, FIFOs and
-names. Only regular files are read, each through its own entry (:func:`tasks.job.hash_entry`);
+names. Only regular files are read, each through its own entry (:func:`tasks.media.hash_entry`);
 links of every kind and special files are left alone and reported as skipped. Quarantine moves
 a file by one rename that never replaces a name, into a real folder inside the inbox, walked
 from the inbox without following a link: nothing leaves the inbox folder.
@@ -37,7 +37,7 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from tasks.job import NotRegularFile, hash_entry, not_regular
+from tasks.media import NotRegularFile, hash_entry, not_regular
 from voxflow.atomic import write_json
 from voxflow.errors import BadInput, NoAudioStream, NothingHeard, NotMedia, VoxflowError
 

@@ -46,7 +46,8 @@ from flows.request import InboxBatchRequest, InboxOptions, InboxRequest, Transcr
 from flows.runtime import ready_or_warm, under_deployment
 from flows.transcribe import transcribe_job
 from profiles import load_profile, resolve_profile
-from tasks.job import NotRegularFile, prepare_job
+from tasks.job import prepare_job
+from tasks.media import NotRegularFile
 from tasks.registry import POOL
 from tasks.warm.preflight import ReadyStage
 from voxflow.errors import BadInput
@@ -336,12 +337,10 @@ def transcribe_file(
         run = request.check()
         if not ready:
             ready.update(ready_or_warm(run.profile, run.volume, "fail"))
-        # Hashed through the entry itself: a link swapped in since the look above is refused.
-        # The extract stage then opens job.media by name with PyAV, which follows links; that
-        # short window (none when extract is cached) closes only once extract reads from a
-        # descriptor opened without following links.
-        job = prepare_job(run.request.media, str(run.output), follow_links=False)
-        record = transcribe_job(job, run, ready).record
+        # Opened through the entry itself, once: a link swapped in since the look above is
+        # refused, and one swapped in later is never read (extract decodes the open file).
+        with prepare_job(run.request.media, str(run.output), follow_links=False) as job:
+            record = transcribe_job(job, run, ready).record
     except NotRegularFile as e:
         return skip(item, e.reason)
     except Exception as e:

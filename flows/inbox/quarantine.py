@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from flows.inbox.files import InboxFile
-from tasks.job import NotRegularFile, not_regular
+from tasks.media import NotRegularFile, not_regular
 from voxflow.errors import BadInput
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ def _quarantine_fd(inbox_fd: int, inbox: Path, folder: Path, create: bool) -> It
 
 
 def _kind(reason: str | None) -> str:
-    """``a symlink``, ``a regular file``, ``a FIFO`` from :func:`tasks.job.not_regular`."""
+    """``a symlink``, ``a regular file``, ``a FIFO`` from :func:`tasks.media.not_regular`."""
     return "a " + (reason or "regular file").removeprefix("not a regular file: ")
 
 

@@ -10,7 +10,7 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from tasks.extract import SAMPLE_RATE, extract_audio
-from tasks.job import Job, StageResult, run_stage
+from tasks.job import LOCK, RECORDS, Job, StageResult, run_stage
 from voxflow.errors import NoAudioStream, NotMedia
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ def extract(job: Job, stream: int | None = None) -> StageResult:
             "extract",
             {"stream": stream, "rate": SAMPLE_RATE},
             None,
-            lambda: asdict(extract_audio(job.media, job.records / "audio.wav", stream)),
+            lambda: asdict(extract_audio(job.source, job.records / "audio.wav", stream)),
             outputs=lambda r: [r["path"]],
         )
     except (NotMedia, NoAudioStream):
@@ -38,9 +38,12 @@ def extract(job: Job, stream: int | None = None) -> StageResult:
 
 
 def _remove_if_empty(folder: Path) -> None:
-    """Remove a job folder that holds only empty folders (what :func:`open_job` made)."""
-    if any(p.is_file() or p.is_symlink() for p in folder.rglob("*")):
+    """Remove a job folder that holds only empty folders and the run's lock (what
+    :func:`prepare_job` made); a run waiting on that lock then makes the folder again."""
+    lock = folder / RECORDS / LOCK
+    if any((p.is_file() or p.is_symlink()) and p != lock for p in folder.rglob("*")):
         return
+    lock.unlink(missing_ok=True)
     for sub in sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True):
         sub.rmdir()
     folder.rmdir()
