@@ -7,23 +7,30 @@ warmed with ``voxflow warm --profile P --with translate``.
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
 from typing import Any
 
 from prefect import flow
 
+from flows.names import subtitle_run_name
 from flows.request import OnColdCache, SubtitleRequest, takes
 from flows.runtime import ready_or_warm
 from flows.transcribe import transcribe_job
 from tasks.job import prepare_job
+from tasks.naming import media_name
 from tasks.translate.stage import (
     check_languages,
     record_translations,
     translate,
     write_translation,
 )
+from voxflow.logs import show_voxflow_logs
+
+log = logging.getLogger(__name__)
 
 
-@flow(name="subtitle", log_prints=False)
+@flow(name="subtitle", flow_run_name=subtitle_run_name, log_prints=False)
 @takes(SubtitleRequest)
 def subtitle(
     media: str,
@@ -54,6 +61,7 @@ def subtitle(
         BadInput: No target language, a code that is not a language, or a pair the model
             does not translate (before any audio is decoded).
     """
+    show_voxflow_logs()
     run = SubtitleRequest.model_validate(locals()).check()  # its parameters, checked once
     request = run.request
     # One preflight for every stage, the translation model and its pairs first: a refusal
@@ -70,4 +78,8 @@ def subtitle(
         translated = translate(job, spec, ready["translate"], done.transcript, source, target)
         results.append(translated)
         written[target] = write_translation(job, translated, run.formats, run.rules)
-    return record_translations(job, done.record, ready["translate"], results, written)
+    record = record_translations(job, done.record, ready["translate"], results, written)
+    for target, files in record["translations"].items():
+        log.info("%s → %s: wrote %s", media_name(job.media), target,
+                 ", ".join(Path(p).name for p in files.values()))  # fmt: skip
+    return record

@@ -43,6 +43,7 @@ from flows.inbox.files import (
 )
 from flows.inbox.quarantine import check_quarantine, quarantine_folder
 from flows.inbox.quarantine import quarantine as move_to_quarantine
+from flows.names import batch_run_name, files_title, inbox_run_name, rename_this_run
 from flows.request import OnColdCache, TranscribeRequest
 from flows.runtime import ready_or_warm, under_deployment
 from flows.transcribe import transcribe_job
@@ -51,6 +52,7 @@ from tasks.job import NotRegularFile, prepare_job
 from tasks.registry import POOL
 from tasks.warm.preflight import ReadyStage
 from voxflow.errors import BadInput
+from voxflow.logs import show_voxflow_logs
 from voxflow.settings import load_settings
 
 log = logging.getLogger(__name__)
@@ -78,7 +80,7 @@ def this_run() -> str:
     return str(flow_run.id) if flow_run.id else f"pid {os.getpid()}"
 
 
-@flow(name="inbox", log_prints=False)
+@flow(name="inbox", flow_run_name=inbox_run_name, log_prints=False)
 def inbox(
     inbox_dir: str,
     profile: str = "auto",
@@ -120,6 +122,7 @@ def inbox(
         VoxflowError: Any failure of the machine or the volume (a full disk, memory) in an
             in-process batch: the run fails at that file, which a later run does again.
     """
+    show_voxflow_logs()
     if batch_size < 1 or claim_ttl_s <= 0:
         raise BadInput(
             f"expected batch_size >= 1 and claim_ttl_s > 0, found {batch_size} and {claim_ttl_s}"
@@ -137,6 +140,7 @@ def inbox(
     # takes the lock only to claim, checking each file again.
     scan = scan_inbox(folder, Ledger.load(ledger_path), min_age_s, batch_run_state)
     todo = scan.pending
+    rename_this_run(files_title("inbox", [item.path.name for item in todo]))
     batches: dict[str, list[InboxFile]] = {}
     rows: dict[str, dict[str, Any]] = {}
     if todo:
@@ -192,6 +196,7 @@ def inbox(
             "since the last inbox run"
             + (f"; {len(left)} skipped: links and special files are never read" if left else ""),
         )
+    log.info("inbox %s: %s", folder, ", ".join(f"{len(v)} {k}" for k, v in summary.items()))
     return summary
 
 
@@ -291,7 +296,7 @@ def hand_to_pool(ledger_path: Path, token: str, shared: dict[str, Any]) -> str:
     return str(run.id)
 
 
-@flow(name="inbox-batch", log_prints=False)
+@flow(name="inbox-batch", flow_run_name=batch_run_name, log_prints=False)
 def inbox_batch(
     claim: str,
     profile: str,
@@ -320,6 +325,7 @@ def inbox_batch(
         File names by outcome: ``done``, ``quarantined``, ``skipped`` (a link or a special file
         by now: left alone), ``claim lost`` (another run holds the file now: this one left it).
     """
+    show_voxflow_logs()
     output = Path(output_dir)
     ledger_path = output / LEDGER_NAME
     here = {"host": socket.gethostname(), "pid": os.getpid(), "worker_pid": os.getppid()}
@@ -327,6 +333,8 @@ def inbox_batch(
         held = list(ledger.claimed_by(claim))
         ledger.renew(claim, time.time() + claim_ttl_s, batch_run=this_run(), **here)
         ledger.save()
+        names = [ledger.entries[sha].get("file", sha[:12]) for sha in held]
+    rename_this_run(files_title("batch", names))
     summary: dict[str, list[str]] = {DONE: [], QUARANTINED: [], SKIPPED: [], LOST: []}
     rows: list[dict[str, Any]] = []
     if not held:
@@ -367,6 +375,9 @@ def inbox_batch(
         description=f"inbox batch {claim[:8]} of {inbox_run}: {len(summary[DONE])} done, "
         f"{len(summary[QUARANTINED])} quarantined on {here['host']} (worker pid "
         f"{here['worker_pid']}); models loaded once each: {', '.join(loaded) or 'none'}",
+    )
+    log.info(
+        "inbox batch %s: %s", claim[:8], ", ".join(f"{len(v)} {k}" for k, v in summary.items())
     )
     return summary
 
