@@ -7,23 +7,30 @@ warmed with ``voxflow warm --profile P --with translate``.
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
 from typing import Any
 
 from prefect import flow
 
+from flows.names import subtitle_run_name
 from flows.request import SubtitleRequest, takes
 from flows.runtime import ready_or_warm
 from flows.transcribe import transcribe_job
 from tasks.job import prepare_job
+from tasks.naming import media_name
 from tasks.translate.stage import (
     check_languages,
     record_translations,
     translate,
     write_translation,
 )
+from voxflow.logs import show_voxflow_logs
+
+log = logging.getLogger(__name__)
 
 
-@flow(name="subtitle", log_prints=False)
+@flow(name="subtitle", flow_run_name=subtitle_run_name, log_prints=False)
 @takes(SubtitleRequest)
 def subtitle(media: str, target_languages: list[str], **options: Any) -> dict[str, Any]:
     """Subtitles of one media file in its own language and in each target language.
@@ -36,6 +43,7 @@ def subtitle(media: str, target_languages: list[str], **options: Any) -> dict[st
         BadInput: No target language, a code that is not a language, or a pair the model
             does not translate (before any audio is decoded).
     """
+    show_voxflow_logs()
     run = SubtitleRequest(
         media=media, target_languages=target_languages, **options
     ).check()  # its parameters, checked once
@@ -54,4 +62,8 @@ def subtitle(media: str, target_languages: list[str], **options: Any) -> dict[st
             translated = translate(job, spec, ready["translate"], done.transcript, source, target)
             results.append(translated)
             written[target] = write_translation(job, translated, run.formats, run.rules)
-        return record_translations(job, done.record, ready["translate"], results, written)
+        record = record_translations(job, done.record, ready["translate"], results, written)
+    for target, files in record["translations"].items():
+        log.info("%s → %s: wrote %s", media_name(job.media), target,
+                 ", ".join(Path(p).name for p in files.values()))  # fmt: skip
+    return record

@@ -3,14 +3,17 @@ profile."""
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
+from flows.names import file_run_name
 from flows.request import Run, TranscribeRequest, takes
 from flows.runtime import gpu_slot, ready_or_warm
 from tasks.asr.stage import recognise
@@ -18,14 +21,19 @@ from tasks.diarize.stage import diarize_speakers
 from tasks.extract.stage import extract
 from tasks.guard.stage import check_heard, guard_transcript
 from tasks.job import Job, StageResult, prepare_job, transcript_preview, write_run_record
+from tasks.naming import media_name
+from tasks.progress import clock
 from tasks.separate.stage import separate_voice
 from tasks.subtitles.stage import write_subtitles
 from tasks.transcript import Transcript
 from tasks.vad.stage import detect_speech
 from tasks.warm.preflight import ReadyStage
+from voxflow.logs import show_voxflow_logs
+
+log = logging.getLogger(__name__)
 
 
-@flow(name="transcribe", log_prints=False)
+@flow(name="transcribe", flow_run_name=file_run_name, log_prints=False)
 @takes(TranscribeRequest)
 def transcribe(media: str, **options: Any) -> dict[str, Any]:
     """Transcribe one media file into subtitles and a transcript.
@@ -33,6 +41,7 @@ def transcribe(media: str, **options: Any) -> dict[str, Any]:
     Returns:
         The run record also written to ``run.json``.
     """
+    show_voxflow_logs()
     run = TranscribeRequest(media=media, **options).check()  # its parameters, checked once
     ready = ready_or_warm(run.profile, run.volume, run.request.on_cold_cache)
     with prepare_job(run.request.media, str(run.output)) as job:  # held for the whole run
@@ -92,6 +101,14 @@ def transcribe_job(job: Job, run: Run, ready: dict[str, ReadyStage]) -> Transcri
         subtitles=written["check"],
         guard=guarded.result["guard"],
         languages=final.languages(),
+    )
+    log.info(
+        "%s: %s of audio in %.1f s; wrote %s in %s",
+        media_name(job.media),
+        clock(record["audio_seconds"]),
+        record["wall_seconds"],
+        ", ".join(Path(p).name for p in written["outputs"].values()),
+        job.path,
     )
     create_markdown_artifact(
         key="transcript-preview",

@@ -11,14 +11,16 @@ from prefect.artifacts import create_table_artifact
 from blocks.model_store import ModelStore
 from blocks.volume import Volume
 from blocks.volume.inventory import cache_report
+from flows.names import warm_run_name
 from profiles import load_catalog, load_profile, resolve_profile
 from tasks.warm.preflight import ready_stages, warm_command
 from tasks.warm.stage import load_check, outcome_rows, warm_model
 from voxflow.errors import WarmFailed
+from voxflow.logs import show_voxflow_logs
 from voxflow.settings import load_settings
 
 
-@flow(name="warm-cache", log_prints=False)
+@flow(name="warm-cache", flow_run_name=warm_run_name, log_prints=False)
 def warm_cache(
     profile: str = "auto",
     store: str | None = None,
@@ -49,6 +51,7 @@ def warm_cache(
     Raises:
         WarmFailed: A model could not be warmed, or a stage failed its load check.
     """
+    show_voxflow_logs()
     chosen = load_profile(resolve_profile(profile)).with_stages(*(with_stages or ()))
     catalog = load_catalog()
     if store_block:

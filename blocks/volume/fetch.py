@@ -110,6 +110,9 @@ def fetch_all(
 
     if not plan:
         return {}
+    if progress:  # every planned size up front, so the first bytes count against the whole
+        for file, cands in plan:
+            progress(file, 0, cands[0][1] or 0)
     with ThreadPoolExecutor(max_workers=min(max_workers, len(plan))) as pool:
         # Each fetch runs in a copy of this context, so its log lines (progress callbacks
         # included) stay attributed to the caller, e.g. the Prefect task run that warms.

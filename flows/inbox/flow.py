@@ -42,6 +42,7 @@ from flows.inbox.files import (
 )
 from flows.inbox.quarantine import check_quarantine, quarantine_folder
 from flows.inbox.quarantine import quarantine as move_to_quarantine
+from flows.names import batch_run_name, files_title, inbox_run_name, rename_this_run
 from flows.request import InboxBatchRequest, InboxOptions, InboxRequest, TranscribeRequest, takes
 from flows.runtime import ready_or_warm, under_deployment
 from flows.transcribe import transcribe_job
@@ -51,6 +52,7 @@ from tasks.media import NotRegularFile
 from tasks.registry import POOL
 from tasks.warm.preflight import ReadyStage
 from voxflow.errors import BadInput
+from voxflow.logs import show_voxflow_logs
 from voxflow.settings import load_settings
 
 log = logging.getLogger(__name__)
@@ -78,7 +80,7 @@ def this_run() -> str:
     return str(flow_run.id) if flow_run.id else f"pid {os.getpid()}"
 
 
-@flow(name="inbox", log_prints=False)
+@flow(name="inbox", flow_run_name=inbox_run_name, log_prints=False)
 @takes(InboxRequest)
 def inbox(inbox_dir: str, **options: Any) -> dict[str, list[str]]:
     """Claim every new media file in a folder, by content hash, and transcribe it exactly once.
@@ -94,6 +96,7 @@ def inbox(inbox_dir: str, **options: Any) -> dict[str, list[str]]:
         VoxflowError: Any failure of the machine or the volume (a full disk, memory) in an
             in-process batch: the run fails at that file, which a later run does again.
     """
+    show_voxflow_logs()
     request = InboxRequest(inbox_dir=inbox_dir, **options)
     if request.batch_size < 1 or request.claim_ttl_s <= 0:
         raise BadInput(
@@ -118,6 +121,7 @@ def inbox(inbox_dir: str, **options: Any) -> dict[str, list[str]]:
     # takes the lock only to claim, checking each file again.
     scan = scan_inbox(folder, Ledger.load(ledger_path), request.min_age_s, batch_run_state)
     todo = scan.pending
+    rename_this_run(files_title("inbox", [item.path.name for item in todo]))
     batches: dict[str, list[InboxFile]] = {}
     rows: dict[str, dict[str, Any]] = {}
     if todo:
@@ -168,6 +172,7 @@ def inbox(inbox_dir: str, **options: Any) -> dict[str, list[str]]:
             "since the last inbox run"
             + (f"; {len(left)} skipped: links and special files are never read" if left else ""),
         )
+    log.info("inbox %s: %s", folder, ", ".join(f"{len(v)} {k}" for k, v in summary.items()))
     return summary
 
 
@@ -248,7 +253,7 @@ def hand_to_pool(ledger_path: Path, token: str, shared: dict[str, Any]) -> str:
     return str(run.id)
 
 
-@flow(name="inbox-batch", log_prints=False)
+@flow(name="inbox-batch", flow_run_name=batch_run_name, log_prints=False)
 @takes(InboxBatchRequest)
 def inbox_batch(claim: str, **options: Any) -> dict[str, list[str]]:
     """Transcribe the files an inbox run claimed, loading each model once for all of them.
@@ -257,6 +262,7 @@ def inbox_batch(claim: str, **options: Any) -> dict[str, list[str]]:
         File names by outcome: ``done``, ``quarantined``, ``skipped`` (a link or a special file
         by now: left alone), ``claim lost`` (another run holds the file now: this one left it).
     """
+    show_voxflow_logs()
     request = InboxBatchRequest(claim=claim, **options)
     output = Path(request.output_dir or load_settings().output)
     ledger_path = output / LEDGER_NAME
@@ -266,6 +272,8 @@ def inbox_batch(claim: str, **options: Any) -> dict[str, list[str]]:
         held = list(ledger.claimed_by(claim))
         ledger.renew(claim, time.time() + claim_ttl_s, batch_run=this_run(), **here)
         ledger.save()
+        names = [ledger.entries[sha].get("file", sha[:12]) for sha in held]
+    rename_this_run(files_title("batch", names))
     summary: dict[str, list[str]] = {DONE: [], QUARANTINED: [], SKIPPED: [], LOST: []}
     rows: list[dict[str, Any]] = []
     if not held:
@@ -307,6 +315,9 @@ def inbox_batch(claim: str, **options: Any) -> dict[str, list[str]]:
         description=f"inbox batch {claim[:8]} of {inbox_run}: {len(summary[DONE])} done, "
         f"{len(summary[QUARANTINED])} quarantined on {here['host']} (worker pid "
         f"{here['worker_pid']}); models loaded once each: {', '.join(loaded) or 'none'}",
+    )
+    log.info(
+        "inbox batch %s: %s", claim[:8], ", ".join(f"{len(v)} {k}" for k, v in summary.items())
     )
     return summary
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tasks import progress
 from tasks.asr import (
     MIXED_LANGUAGE_PROBABILITY,
     AsrBackend,
@@ -92,9 +93,10 @@ class FasterWhisperAsr(AsrBackend):
             return Transcript(language=forced or "en", duration=duration)
         out: list[Segment] = []
         heard: list[str] = []
-        next_report = 0.0
+        planned = decode_windows(audio, spans)
+        total, done = sum(w.end - w.start for w in planned), 0.0
         most = max(self.options.batch_size, 8)
-        for windows in stretches(decode_windows(audio, spans), most=most):
+        for windows in stretches(planned, most=most):
             # Only the windows' audio, end to end: each is decoded as its own clip.
             pieces = [np.asarray(audio[_at(w.start) : _at(w.end)], np.float32) for w in windows]
             if forced:
@@ -106,9 +108,8 @@ class FasterWhisperAsr(AsrBackend):
                 run = [windows[i] for i in members]
                 for seg in self._decode_run(run, [pieces[i] for i in members], found):
                     out.extend(split_sentences(seg))
-                    if seg.end >= next_report:
-                        log.info("asr: %.0f / %.0f s", min(seg.end, duration), duration)
-                        next_report = seg.end + max(30.0, duration / 10)
+                done += sum(w.end - w.start for w in run)
+                progress.report(done, total)  # window audio decoded, of all there is
             del pieces
         out.sort(key=lambda s: s.start)
         fallback = forced or (heard[0] if heard else "en")

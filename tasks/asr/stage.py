@@ -10,16 +10,18 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from profiles import StageSpec
+from tasks import progress
 from tasks.asr import LOW_LANGUAGE_PROBABILITY
 from tasks.extract import Wav
 from tasks.job import Job, StageResult, run_stage
+from tasks.naming import media_name, stage_run_name
 from tasks.transcript import SpeechSpan, Transcript
 from tasks.warm.preflight import ReadyStage
 
 log = logging.getLogger(__name__)
 
 
-@task(cache_policy=NONE)
+@task(cache_policy=NONE, task_run_name=stage_run_name("asr"))
 def recognise(
     job: Job,
     spec: StageSpec,
@@ -36,7 +38,8 @@ def recognise(
         if not spans:
             log.warning("no speech found in %s: the transcript will be empty", Path(job.media).name)
         backend = ready.load(spec)
-        result = backend.transcribe(Wav(audio.result["path"]), spans, language)
+        with progress.tracking(f"asr · {media_name(job.media)}", "s of speech"):
+            result = backend.transcribe(Wav(audio.result["path"]), spans, language)
         transcript = Transcript(
             language=result.language,
             duration=result.duration,
@@ -59,7 +62,10 @@ def recognise(
             "languages": transcript.languages(),
         }
 
-    return run_stage(job, "asr", config, speech.key, compute, outputs=lambda r: [r["path"]])
+    done = run_stage(job, "asr", config, speech.key, compute, outputs=lambda r: [r["path"]])
+    made = f"{done.result['segments']} segments, {done.result['words']} words"
+    log.info(progress.summary(done, made, audio.result["duration"]))
+    return done
 
 
 def _report_languages(transcript: Transcript) -> None:

@@ -15,13 +15,15 @@ from tasks.diarize import Diarization, SpeakerCount
 from tasks.diarize.assign import assign_speakers
 from tasks.extract import SAMPLE_RATE, load_wav
 from tasks.job import Job, StageResult, run_stage
+from tasks.naming import stage_run_name
+from tasks.progress import summary
 from tasks.transcript import Transcript
 from tasks.warm.preflight import ReadyStage
 
 log = logging.getLogger(__name__)
 
 
-@task(cache_policy=NONE)
+@task(cache_policy=NONE, task_run_name=stage_run_name("diarize"))
 def diarize_speakers(
     job: Job,
     spec: StageSpec,
@@ -49,9 +51,6 @@ def diarize_speakers(
         turns_path = diarization.save(job.records / "diarization.json")
         labelled = assign_speakers(Transcript.load(Path(transcript.result["path"])), diarization)
         path = labelled.save(job.records / "transcript.diarized.json")
-        log.info(
-            "diarize: %d speaker(s), %d turn(s)", len(diarization.speakers), len(diarization.turns)
-        )
         return {
             "path": str(path),
             "diarization": str(turns_path),
@@ -60,7 +59,7 @@ def diarize_speakers(
             "segments": len(labelled.segments),
         }
 
-    return run_stage(
+    found = run_stage(
         job,
         "diarize",
         config,
@@ -68,3 +67,6 @@ def diarize_speakers(
         compute,
         outputs=lambda r: [r["path"], r["diarization"]],
     )
+    made = f"{len(found.result['speakers'])} speaker(s), {found.result['turns']} turn(s)"
+    log.info(summary(found, made, audio.result["duration"]))
+    return found

@@ -11,12 +11,14 @@ from prefect.cache_policies import NONE
 
 from tasks.extract import SAMPLE_RATE, extract_audio
 from tasks.job import LOCK, RECORDS, Job, StageResult, run_stage
+from tasks.naming import stage_run_name
+from tasks.progress import summary
 from voxflow.errors import NoAudioStream, NotMedia
 
 log = logging.getLogger(__name__)
 
 
-@task(cache_policy=NONE)
+@task(cache_policy=NONE, task_run_name=stage_run_name("extract"))
 def extract(job: Job, stream: int | None = None) -> StageResult:
     """media.extract: 16 kHz mono WAV of one audio stream into ``audio.wav``.
 
@@ -24,7 +26,7 @@ def extract(job: Job, stream: int | None = None) -> StageResult:
     behind (when the run made nothing else in it).
     """
     try:
-        return run_stage(
+        audio = run_stage(
             job,
             "extract",
             {"stream": stream, "rate": SAMPLE_RATE},
@@ -35,6 +37,9 @@ def extract(job: Job, stream: int | None = None) -> StageResult:
     except (NotMedia, NoAudioStream):
         _remove_if_empty(job.path)
         raise
+    made = f"16 kHz mono audio from {audio.result['codec']} stream {audio.result['stream_index']}"
+    log.info(summary(audio, made, audio.result["duration"]))
+    return audio
 
 
 def _remove_if_empty(folder: Path) -> None:

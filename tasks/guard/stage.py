@@ -18,6 +18,8 @@ from tasks.extract import SAMPLE_RATE, Wav, load_wav
 from tasks.guard import GuardOptions, guard
 from tasks.guard.repair import repair
 from tasks.job import Job, StageResult, run_stage
+from tasks.naming import stage_run_name
+from tasks.progress import summary
 from tasks.transcript import SpeechSpan, Transcript
 from tasks.warm.preflight import ReadyStage
 from voxflow.errors import NothingHeard
@@ -25,7 +27,7 @@ from voxflow.errors import NothingHeard
 log = logging.getLogger(__name__)
 
 
-@task(cache_policy=NONE)
+@task(cache_policy=NONE, task_run_name=stage_run_name("guard"))
 def guard_transcript(
     job: Job,
     transcript: StageResult,
@@ -99,7 +101,15 @@ def guard_transcript(
             },
         }
 
-    return run_stage(job, "guard", config, transcript.key, compute, outputs=lambda r: [r["path"]])
+    done = run_stage(job, "guard", config, transcript.key, compute, outputs=lambda r: [r["path"]])
+    report = done.result["guard"]
+    mended = (report.get("repair") or {}).get("repaired", 0)
+    made = (
+        f"{sum(report['flagged'].values())} of {report['segments']} segment(s) flagged, "
+        f"{mended} repaired, {report['flagged_after_repair']} still flagged"
+    )
+    log.info(summary(done, made))
+    return done
 
 
 MIN_SPEECH_S = 3.0

@@ -8,7 +8,6 @@ the input is; a backend only ever sees one window of audio.
 
 from __future__ import annotations
 
-import logging
 import wave
 from abc import abstractmethod
 from collections.abc import Callable, Iterator
@@ -17,13 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
+from tasks import progress
 from tasks.backend import Backend, test_audio
 from tasks.extract import SAMPLE_RATE
 from voxflow.atomic import atomic_file
 
 __all__ = ["SeparateBackend", "Separated", "stream_windows", "wav_stats", "windows"]
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -180,5 +178,5 @@ def stream_windows(
             written += len(keep)
             tail = None if end == total else out[len(out) - crossfade :].copy()
             count += 1
-            log.debug("separate: window %d, up to %.0f s", count, end / SAMPLE_RATE)
+            progress.report(end / SAMPLE_RATE, total / SAMPLE_RATE)
     return written / SAMPLE_RATE, count

@@ -11,13 +11,15 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from profiles import StageSpec
+from tasks import progress
 from tasks.job import Job, StageResult, run_stage
+from tasks.naming import media_name, stage_run_name
 from tasks.warm.preflight import ReadyStage
 
 log = logging.getLogger(__name__)
 
 
-@task(cache_policy=NONE)
+@task(cache_policy=NONE, task_run_name=stage_run_name("separate"))
 def separate_voice(job: Job, spec: StageSpec, ready: ReadyStage, audio: StageResult) -> StageResult:
     """separate: the voice stem of the extracted audio into ``<stem>.wav`` (``vocals.wav``).
 
@@ -27,18 +29,13 @@ def separate_voice(job: Job, spec: StageSpec, ready: ReadyStage, audio: StageRes
 
     def compute() -> dict[str, Any]:
         backend = ready.load(spec)
-        separated = backend.separate_file(
-            Path(audio.result["path"]), job.records / f"{backend.stem}.wav"
-        )
-        log.info(
-            "separate: %s stem of %.1f s in %d window(s)",
-            separated.stem,
-            separated.duration,
-            separated.windows,
-        )
+        with progress.tracking(f"separate · {media_name(job.media)}", "s of audio"):
+            separated = backend.separate_file(
+                Path(audio.result["path"]), job.records / f"{backend.stem}.wav"
+            )
         return asdict(separated)
 
-    return run_stage(
+    stem = run_stage(
         job,
         "separate",
         ready.config(spec),
@@ -46,3 +43,6 @@ def separate_voice(job: Job, spec: StageSpec, ready: ReadyStage, audio: StageRes
         compute,
         outputs=lambda r: [r["path"]],
     )
+    made = f"{stem.result['stem']} stem in {stem.result['windows']} window(s)"
+    log.info(progress.summary(stem, made, stem.result["duration"]))
+    return stem

@@ -12,6 +12,7 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from tasks.job import Job, StageResult, room_for
+from tasks.naming import stage_run_name
 from tasks.subtitles import make_cues, write_outputs
 from tasks.subtitles.check import lint, summary
 from tasks.subtitles.rules import RuleSet, rules_for_language
@@ -20,7 +21,7 @@ from tasks.transcript import Segment, Transcript
 log = logging.getLogger(__name__)
 
 
-@task(cache_policy=NONE)
+@task(cache_policy=NONE, task_run_name=stage_run_name("subtitles"))
 def write_subtitles(
     job: Job, transcript: StageResult, formats: tuple[str, ...], rules: RuleSet
 ) -> dict[str, Any]:
@@ -49,6 +50,8 @@ def write_files(
         paths = write_outputs(text, job.path, stem, formats, main, cues)
     rules = main
     check = summary(cues, faults, rules)
+    log.info("subtitles %s: %d cue(s) under %s, as %s", stem, len(cues), rules.name,
+             ", ".join(paths))  # fmt: skip
     if check["violations"]:
         log.info(
             "subtitles %s: %d of %d cues break a %s rule that no layout could keep (%s)",

@@ -16,7 +16,9 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from profiles import StageSpec
+from tasks import progress
 from tasks.job import Job, StageResult, run_stage, save_json
+from tasks.naming import media_name, stage_run_name
 from tasks.subtitles.rules import RuleSet
 from tasks.subtitles.stage import write_files
 from tasks.transcript import Segment, Transcript
@@ -25,6 +27,10 @@ from tasks.warm.preflight import ReadyStage
 from voxflow.languages import Language, lookup
 
 log = logging.getLogger(__name__)
+
+
+PROGRESS_SEGMENTS = 64
+"""Segments translated between two progress reports (several of the backend's batches)."""
 
 
 def translate_transcript(
@@ -50,11 +56,16 @@ def translate_transcript(
     for i, s in enumerate(transcript.segments):
         by_source.setdefault(source or s.language or transcript.language, []).append(i)
     texts = [s.text for s in transcript.segments]
+    finished = 0
     for code, members in by_source.items():
         pair = backend.languages.pair(code, target)
-        done = backend.translate([texts[i] for i in members], pair[0].code, pair[1].code)
-        for i, text in zip(members, done, strict=True):
-            texts[i] = text
+        for start in range(0, len(members), PROGRESS_SEGMENTS):
+            part = members[start : start + PROGRESS_SEGMENTS]
+            done = backend.translate([texts[i] for i in part], pair[0].code, pair[1].code)
+            for i, text in zip(part, done, strict=True):
+                texts[i] = text
+            finished += len(part)
+            progress.report(finished, len(texts))
     segments = tuple(
         Segment(start=s.start, end=s.end, text=text, speaker=s.speaker, language=tgt.code)
         for s, text in zip(transcript.segments, texts, strict=True)
@@ -92,7 +103,7 @@ def check_languages(
     return list(dict.fromkeys(lang.code for lang in codes))
 
 
-@task(cache_policy=NONE, task_run_name="translate {target}")
+@task(cache_policy=NONE, task_run_name=stage_run_name("translate", "→ {target}"))
 def translate(
     job: Job,
     spec: StageSpec,
@@ -114,22 +125,24 @@ def translate(
 
     def compute() -> dict[str, Any]:
         original = Transcript.load(Path(transcript.result["path"]))
-        translated = translate_transcript(_backend(spec, ready), original, code, source)
+        with progress.tracking(f"translate · {media_name(job.media)} → {code}", "segments"):
+            translated = translate_transcript(_backend(spec, ready), original, code, source)
         path = translated.save(job.records / f"transcript.{code}.json")
-        log.info(
-            "translate: %d segment(s) %s -> %s",
-            len(translated.segments),
-            translated.model["translation"]["source_language"],
-            code,
-        )
-        return {"path": str(path), "language": code, "segments": len(translated.segments)}
+        source_code = translated.model["translation"]["source_language"]
+        return {"path": str(path), "language": code, "segments": len(translated.segments),
+                "source": source_code}  # fmt: skip
 
-    return run_stage(
+    done = run_stage(
         job, f"translate.{code}", config, transcript.key, compute, outputs=lambda r: [r["path"]]
     )
+    made = f"{done.result['segments']} segment(s) {done.result.get('source', '?')} → {code}"
+    log.info(progress.summary(done, made))
+    return done
 
 
-@task(cache_policy=NONE, task_run_name="write {translated.stage}")
+@task(
+    cache_policy=NONE, task_run_name=stage_run_name("subtitles", "→ {translated.result[language]}")
+)
 def write_translation(
     job: Job, translated: StageResult, formats: tuple[str, ...], rules: RuleSet
 ) -> dict[str, Any]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from prefect import task
@@ -10,6 +12,7 @@ from prefect.cache_policies import NONE
 
 from blocks.volume import Volume
 from profiles import ModelSpec, StageSpec
+from tasks import progress
 from tasks.warm.loadcheck import LoadCheck, run_load_check
 from tasks.warm.preflight import ReadyStage
 from voxflow.errors import VoxflowError
@@ -35,7 +38,8 @@ class WarmOutcome:
 def warm_one(store: Volume, spec: ModelSpec, force: bool = False) -> WarmOutcome:
     """Warm one model; a failure becomes a 'failed' outcome so the others still run."""
     try:
-        result = store.warm(spec, progress=_progress(spec.name), force=force)
+        with progress.tracking(f"warm · {spec.name}", "MB"):
+            result = store.warm(spec, progress=_progress(spec.name), force=force)
     except VoxflowError as e:
         log.error("warm %s failed: %s", spec.name, e)
         return WarmOutcome(spec.name, spec.source, spec.revision, "failed", 0, 0, 0.0, None, str(e))
@@ -54,21 +58,31 @@ def warm_one(store: Volume, spec: ModelSpec, force: bool = False) -> WarmOutcome
     )
 
 
-def _progress(name: str):
+def _progress(name: str) -> Callable[[str, int, int], None]:
+    """The volume's per-file byte counts, as the model's progress in MB (files fetch in
+    parallel threads), with a line per file copied."""
+    files: dict[str, tuple[int, int]] = {}
+    lock = threading.Lock()
+
     def report(file: str, done: int, total: int) -> None:
-        if done == total:  # one line per file: chunk-level lines would flood the run log
+        with lock:
+            files[file] = (done, total)
+            fetched = sum(d for d, _ in files.values()) / 1e6
+            planned = sum(t for _, t in files.values()) / 1e6
+        progress.report(fetched, planned)
+        if done == total and done:  # one line per file: chunk-level lines would flood the log
             log.info("%s: copied %s (%.1f MB)", name, file, total / 1e6)
 
     return report
 
 
-@task(cache_policy=NONE, task_run_name="warm {spec.name}")
+@task(cache_policy=NONE, task_run_name="warm · {spec.name}")
 def warm_model(store: Volume, spec: ModelSpec, force: bool = False) -> WarmOutcome:
     """Prefect face of :func:`warm_one`."""
     return warm_one(store, spec, force)
 
 
-@task(cache_policy=NONE, task_run_name="load_check {spec.stage}")
+@task(cache_policy=NONE, task_run_name="load check · {spec.stage}")
 def load_check(spec: StageSpec, ready: ReadyStage) -> LoadCheck:
     """The stage's own backend loads what preflight found for it, as inference does, and runs
     its self-check on 1 s of audio, with the network off."""
