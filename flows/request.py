@@ -1,30 +1,29 @@
-"""A run's request: what the transcribe and subtitle flows are asked, described and checked once.
+"""A run's request: what the transcribe, subtitle and inbox flows are asked, written once.
 
-:class:`TranscribeRequest` and :class:`SubtitleRequest` are frozen pydantic models. Their
-fields are the flows' parameters: the flows' signatures must match them (checked when the flow
-is defined, by :func:`takes`), and their descriptions become the flows' docstrings, which
-Prefect renders as each deployment's form. The parameters stay flat, so a deployment's defaults
-(``profile: cpu`` on ``transcribe/cpu``) merge with what a run passes.
+:class:`TranscribeRequest`, :class:`SubtitleRequest`, :class:`InboxRequest` and
+:class:`InboxBatchRequest` are frozen pydantic models, and the only place a run option is
+written: the flows' signatures are made from their fields (:func:`flows.parameters.takes`), so
+Prefect validates a run's parameters by them and renders them as each deployment's form, and
+the ``voxflow`` command's flags too (:mod:`flows.cli.flags`). The parameters stay flat, so a
+deployment's defaults (``profile: cpu`` on ``transcribe/cpu``) merge with what a run passes.
 
-``check()`` is the one check of a request: every cheap rule (the media
-path, the language codes, the formats, the speaker count, the profile with the run's stage
-switches) before any model or server is touched. The CLI calls it before it starts a Prefect
-server; the flow calls it on what the run was given.
+``check()`` is the one check of a request: every cheap rule (the media path, the language
+codes, the formats, the speaker count, the profile with the run's stage switches) before any
+model or server is touched. The CLI calls it before it starts a Prefect server; the flow calls
+it on what the run was given.
 """
 
 from __future__ import annotations
 
-import inspect
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, replace
-from functools import partial
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from blocks.volume import Volume
+from flows.parameters import SWITCH, Flag, Switch, choices, form
 from profiles import Profile, list_profiles, load_catalog, load_profile, resolve_profile
 from tasks.asr import speech_language
 from tasks.diarize import SpeakerCount
@@ -42,67 +41,6 @@ OnColdCache = Literal["fail", "warm"]
 SUBTITLE_FORMATS = ("srt", "vtt", "json")
 """The subtitle flow's formats when a run names none."""
 
-SWITCH = ("profile", "on", "off")
-"""A stage switch's values: as the profile says, or forced on or off."""
-
-
-def _switch_value(value: Any) -> Any:
-    """An older caller's bool is a switch's on or off."""
-    return ("on" if value else "off") if isinstance(value, bool) else value
-
-
-Switch = Annotated[str, BeforeValidator(_switch_value)]
-"""A stage switch: one of :data:`SWITCH` (a bool is taken as on or off)."""
-
-
-@dataclass(frozen=True)
-class Flag:
-    """How a request field is spelled on the ``voxflow`` command line (:func:`add_flags`).
-
-    Attributes:
-        name: The flag, when not ``--`` and the field's name in kebab case.
-        metavar: What the help shows for its value.
-        comma: A list given as one comma-separated value (``--format srt,vtt``).
-        open: The form's choices are a guide only: the CLI takes other values too (a
-            profile's ``.yaml`` path).
-        positional: The command's positional argument (one or more media files).
-    """
-
-    name: str | None = None
-    metavar: str | None = None
-    comma: bool = False
-    open: bool = False
-    positional: bool = False
-
-
-FIRST = (
-    "media",
-    "inbox_dir",
-    "claim",
-    "profile",
-    "language",
-    "source_language",
-    "target_languages",
-    "formats",
-)
-"""The fields the form and the help show first (the rest follow in the model's order)."""
-
-
-def ordered_fields(model: type[BaseModel]) -> dict[str, Any]:
-    """``model``'s fields, those a run most often sets first (:data:`FIRST`)."""
-    fields = model.model_fields
-    first = [name for name in FIRST if name in fields]
-    return {name: fields[name] for name in [*first, *(n for n in fields if n not in first)]}
-
-
-def _form(title: str, **schema: Any) -> dict[str, Any]:
-    """What the deployment form shows beyond the type: a title in words, fixed choices."""
-    return {"title": title, **schema}
-
-
-def _choices(values: Any) -> dict[str, Any]:
-    return {"enum": list(values)}
-
 
 class RunOptions(BaseModel):
     """What every run that transcribes is asked, besides its media (the options transcribe,
@@ -115,77 +53,77 @@ class RunOptions(BaseModel):
         "auto",
         description="Hardware profile: cpu, cpu-en, cuda, mlx, openvino (or a .yaml path on "
         "the command line), or auto to pick by this machine's hardware.",
-        json_schema_extra=_form("Hardware profile", **_choices(["auto", *list_profiles()])),
+        json_schema_extra=form("Hardware profile", **choices(["auto", *list_profiles()])),
     )
     formats: Annotated[list[str], Flag("--format", metavar="FORMATS", comma=True)] = Field(
         list(FORMATS),
         description="Output formats: srt, vtt, json, txt.",
-        json_schema_extra=_form(
-            "Output formats", items={"type": "string", **_choices(FORMATS)}, uniqueItems=True
+        json_schema_extra=form(
+            "Output formats", items={"type": "string", **choices(FORMATS)}, uniqueItems=True
         ),
     )
     output_dir: Annotated[str, Flag("--output", metavar="DIR")] = Field(
         "",
         description="Where job folders go; empty: $VOXFLOW_OUTPUT, else ./output.",
-        json_schema_extra=_form("Output folder"),
+        json_schema_extra=form("Output folder"),
     )
     store: Annotated[str, Flag(metavar="DIR")] = Field(
         "",
         description="The model volume's root; empty: $VOXFLOW_STORE, else ./models.",
-        json_schema_extra=_form("Model volume"),
+        json_schema_extra=form("Model volume"),
     )
     audio_stream: Annotated[int, Flag(metavar="N")] = Field(
         0,
         description="Which audio stream to transcribe, counting from 0 (the first).",
-        json_schema_extra=_form("Audio stream", minimum=0),
+        json_schema_extra=form("Audio stream", minimum=0),
     )
     on_cold_cache: OnColdCache = Field(
         "fail",
         description="On a cold model volume: fail (naming what to run), or warm it through the "
         "profile's warm-cache deployment and go on.",
-        json_schema_extra=_form("On a cold model volume"),
+        json_schema_extra=form("On a cold model volume"),
     )
     diarize: Annotated[Switch, Flag()] = Field(
         "profile",
         description="Label speakers: on, off, or as the profile says (a speaker count "
         "switches it on).",
-        json_schema_extra=_form("Label speakers", **_choices(SWITCH)),
+        json_schema_extra=form("Label speakers", **choices(SWITCH)),
     )
     speakers: Annotated[int, Flag(metavar="N")] = Field(
         0, description="Exact number of speakers; 0: not known.",
-        json_schema_extra=_form("Speakers", minimum=0),
+        json_schema_extra=form("Speakers", minimum=0),
     )  # fmt: skip
     min_speakers: Annotated[int, Flag(metavar="A")] = Field(
         0, description="At least this many speakers; 0: no bound.",
-        json_schema_extra=_form("At least this many speakers", minimum=0),
+        json_schema_extra=form("At least this many speakers", minimum=0),
     )  # fmt: skip
     max_speakers: Annotated[int, Flag(metavar="B")] = Field(
         0, description="At most this many speakers; 0: no bound.",
-        json_schema_extra=_form("At most this many speakers", minimum=0),
+        json_schema_extra=form("At most this many speakers", minimum=0),
     )  # fmt: skip
     separate: Annotated[Switch, Flag()] = Field(
         "profile",
         description="Isolate the voice (Demucs vocals stem) before VAD and ASR: on, off, or "
         "as the profile says (on for cuda and mlx, off on cpu).",
-        json_schema_extra=_form("Isolate the voice", **_choices(SWITCH)),
+        json_schema_extra=form("Isolate the voice", **choices(SWITCH)),
     )
     subtitle_rules: Annotated[str, Flag("--rules", metavar="NAME")] = Field(
         "profile",
         description="Subtitle rule set: "
         + ", ".join(RULE_SETS)
         + ", or as the profile says (else netflix-en; Chinese and Japanese get their CJK set).",
-        json_schema_extra=_form("Subtitle rules", **_choices(["profile", *RULE_SETS])),
+        json_schema_extra=form("Subtitle rules", **choices(["profile", *RULE_SETS])),
     )
     fps: Annotated[float, Flag()] = Field(
         0.0,
         description="Frame rate the subtitle gap rules count in; 0: the rule set's (24).",
-        json_schema_extra=_form("Frame rate", minimum=0),
+        json_schema_extra=form("Frame rate", minimum=0),
     )
     keep_flagged: Annotated[bool, Flag()] = Field(
         False,
         description="Keep in the subtitles and plain text what the hallucination guard flags "
         "(text outside speech, or scored as made up); the JSON always keeps it, with the reason.",
-        json_schema_extra=_form("Keep flagged text"),
+        json_schema_extra=form("Keep flagged text"),
     )
 
     @model_validator(mode="before")
@@ -236,7 +174,7 @@ class TranscribeOptions(RunOptions):
         "auto",
         description="Spoken language: ISO 639-1 (fr), ISO 639-3 (fra), NLLB (fra_Latn) or its "
         "English name (French); auto: detected, per segment.",
-        json_schema_extra=_form("Spoken language"),
+        json_schema_extra=form("Spoken language"),
     )
 
 
@@ -245,7 +183,7 @@ class TranscribeRequest(TranscribeOptions):
 
     media: Annotated[str, Flag(positional=True)] = Field(
         description="Path to an audio or video file the worker can read.",
-        json_schema_extra=_form("Media file"),
+        json_schema_extra=form("Media file"),
     )
 
     def check(self) -> Run:
@@ -271,23 +209,23 @@ class SubtitleRequest(RunOptions):
 
     media: Annotated[str, Flag(positional=True)] = Field(
         description="Path to an audio or video file the worker can read.",
-        json_schema_extra=_form("Media file"),
+        json_schema_extra=form("Media file"),
     )
     target_languages: Annotated[list[str], Flag("--to", metavar="LANGS", comma=True)] = Field(
         description="Languages to translate into: ISO 639-1 (fr), ISO 639-3 (fra) or NLLB "
         "(fra_Latn) codes.",
-        json_schema_extra=_form("Translate into", minItems=1),
+        json_schema_extra=form("Translate into", minItems=1),
     )
     source_language: Annotated[str, Flag("--from", metavar="LANG")] = Field(
         "auto",
         description="The spoken language, in any of those forms; auto: detected.",
-        json_schema_extra=_form("Spoken language"),
+        json_schema_extra=form("Spoken language"),
     )
     formats: Annotated[list[str], Flag("--format", metavar="FORMATS", comma=True)] = Field(
         list(SUBTITLE_FORMATS),
         description="Output formats: srt, vtt, json, txt.",
-        json_schema_extra=_form(
-            "Output formats", items={"type": "string", **_choices(FORMATS)}, uniqueItems=True
+        json_schema_extra=form(
+            "Output formats", items={"type": "string", **choices(FORMATS)}, uniqueItems=True
         ),
     )
 
@@ -322,13 +260,13 @@ class InboxOptions(TranscribeOptions):
         description="The folder inside the inbox where files that cannot be transcribed go, "
         "with a .error.txt note; it must be a real folder, not a link (empty: "
         "<inbox>/quarantine).",
-        json_schema_extra=_form("Quarantine folder"),
+        json_schema_extra=form("Quarantine folder"),
     )
     claim_ttl_s: Annotated[float, Flag()] = Field(
         120.0,
         description="Seconds a claim outlives the last sign of life of its batch run; then a "
         "later inbox run claims its files again.",
-        json_schema_extra=_form("Claim lifetime (s)", exclusiveMinimum=0),
+        json_schema_extra=form("Claim lifetime (s)", exclusiveMinimum=0),
     )
 
     def file_request(self, media: str, **changes: Any) -> TranscribeRequest:
@@ -342,17 +280,17 @@ class InboxRequest(InboxOptions):
 
     inbox_dir: Annotated[str, Flag(positional=True)] = Field(
         description="Folder to watch; media files directly in it (not hidden) are candidates.",
-        json_schema_extra=_form("Inbox folder"),
+        json_schema_extra=form("Inbox folder"),
     )
     min_age_s: Annotated[float, Flag()] = Field(
         10.0,
         description="Leave files modified less than this many seconds ago for the next run.",
-        json_schema_extra=_form("Minimum age (s)", minimum=0),
+        json_schema_extra=form("Minimum age (s)", minimum=0),
     )
     batch_size: Annotated[int, Flag()] = Field(
         4,
         description="Files per batch run; each batch run loads its models once.",
-        json_schema_extra=_form("Files per batch", minimum=1),
+        json_schema_extra=form("Files per batch", minimum=1),
     )
 
 
@@ -361,11 +299,11 @@ class InboxBatchRequest(InboxOptions):
     options (its profile resolved)."""
 
     claim: Annotated[str, Flag()] = Field(
-        description="The claim's token in the ledger.", json_schema_extra=_form("Claim")
+        description="The claim's token in the ledger.", json_schema_extra=form("Claim")
     )
     inbox_run: Annotated[str, Flag()] = Field(
         "", description="The inbox run that made the claim.",
-        json_schema_extra=_form("Inbox run"),
+        json_schema_extra=form("Inbox run"),
     )  # fmt: skip
 
 
@@ -460,85 +398,6 @@ def with_separation(profile: Profile, separate: bool | None) -> Profile:
         return profile
     on, off = (["separate"], []) if separate else ([], ["separate"])
     return profile.with_stages(*on, off=off)
-
-
-Fn = TypeVar("Fn", bound=Callable[..., Any])
-
-
-def _none_is(default: Any, value: Any) -> Any:
-    """``None`` from an older caller, as a flow parameter: the field's default."""
-    return default if value is None else value
-
-
-def takes(model: type[BaseModel]) -> Callable[[Fn], Fn]:
-    """Make ``model``'s fields a flow's parameters: the model is the one place they are written.
-
-    The flow is written as ``def transcribe(media: str, **options)``: the parameters it names
-    must be fields of the model, and ``**options`` takes the rest. Its signature becomes the
-    model's fields, with their types, defaults, constraints, titles and choices, so Prefect
-    validates a run's parameters by them and renders them as the deployment's form; its
-    docstring gets an ``Args:`` section from the fields' descriptions, which the form shows.
-    The parameters stay flat, so a deployment's defaults (``profile: cpu``) merge with what a
-    run passes.
-
-    Raises:
-        TypeError: The flow names a parameter the model lacks, or takes no ``**options``.
-    """
-
-    def attach(fn: Fn) -> Fn:
-        fields = ordered_fields(model)
-        params = list(inspect.signature(fn).parameters.values())
-        named = [p for p in params if p.kind is not inspect.Parameter.VAR_KEYWORD]
-        drifted = [
-            p.name
-            for p in named
-            if p.name in fields
-            and p.default is not inspect.Parameter.empty
-            and p.default != fields[p.name].get_default()
-        ]
-        if drifted:
-            raise TypeError(
-                f"{fn.__name__} gives {', '.join(drifted)} a default of its own; "
-                f"{model.__name__} is the one place a default is written"
-            )
-        if len(named) == len(params) or any(p.name not in fields for p in named):
-            raise TypeError(
-                f"{fn.__name__} must name only fields of {model.__name__} "
-                f"({', '.join(fields)}) and take the rest as **options; it takes "
-                f"({', '.join(str(p) for p in params)})"
-            )
-
-        def parameter(name: str, kind: inspect._ParameterKind) -> inspect.Parameter:
-            field = fields[name]
-            return inspect.Parameter(
-                name,
-                kind,
-                default=inspect.Parameter.empty if field.is_required() else field.get_default(),
-                annotation=Annotated[
-                    field.annotation,
-                    *field.metadata,
-                    *(
-                        []
-                        if field.is_required()
-                        else [BeforeValidator(partial(_none_is, field.get_default()))]
-                    ),
-                    Field(json_schema_extra=field.json_schema_extra),
-                ],
-            )
-
-        given = {p.name for p in named}
-        named = [parameter(p.name, p.kind) for p in named]
-        rest = [parameter(n, inspect.Parameter.KEYWORD_ONLY) for n in fields if n not in given]
-        fn.__signature__ = inspect.Signature(
-            [*named, *rest], return_annotation=inspect.signature(fn).return_annotation
-        )
-        lines = [f"{p.name}: {fields[p.name].description}" for p in [*named, *rest]]
-        summary, _, after = (inspect.getdoc(fn) or "").partition("\n\n")
-        args = "Args:\n" + "\n".join(f"    {line}" for line in lines)
-        fn.__doc__ = "\n\n".join(part for part in (summary, args, after) if part)
-        return fn
-
-    return attach
 
 
 def check_heard_language(profile: Profile, language: str | None) -> None:

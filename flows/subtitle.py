@@ -14,7 +14,8 @@ from typing import Any
 from prefect import flow
 
 from flows.names import subtitle_run_name
-from flows.request import SubtitleRequest, takes
+from flows.parameters import takes
+from flows.request import SubtitleRequest
 from flows.runtime import ready_or_warm
 from flows.transcribe import transcribe_job
 from tasks.job import prepare_job

@@ -14,7 +14,8 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
 from flows.names import file_run_name
-from flows.request import Run, TranscribeRequest, takes
+from flows.parameters import takes
+from flows.request import Run, TranscribeRequest
 from flows.runtime import gpu_slot, ready_or_warm
 from tasks.asr.stage import recognise
 from tasks.diarize.stage import diarize_speakers

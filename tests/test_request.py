@@ -6,7 +6,8 @@ import pytest
 from prefect.utilities.callables import parameter_schema
 
 from conftest import SAMPLE
-from flows.request import SubtitleRequest, TranscribeRequest, takes
+from flows.parameters import takes
+from flows.request import SubtitleRequest, TranscribeRequest
 from flows.subtitle import subtitle
 from flows.transcribe import transcribe
 from profiles import resolve_profile

@@ -12,7 +12,7 @@ from typing import Any, get_args, get_origin
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from flows.request import SWITCH, Flag, ordered_fields
+from flows.parameters import SWITCH, Flag, ordered_fields
 
 
 def flag_of(field: FieldInfo) -> Flag:

@@ -43,7 +43,8 @@ from flows.inbox.files import (
 from flows.inbox.quarantine import check_quarantine, quarantine_folder
 from flows.inbox.quarantine import quarantine as move_to_quarantine
 from flows.names import batch_run_name, files_title, inbox_run_name, rename_this_run
-from flows.request import InboxBatchRequest, InboxOptions, InboxRequest, TranscribeRequest, takes
+from flows.parameters import takes
+from flows.request import InboxBatchRequest, InboxOptions, InboxRequest, TranscribeRequest
 from flows.runtime import ready_or_warm, under_deployment
 from flows.transcribe import transcribe_job
 from profiles import load_profile, resolve_profile
