@@ -10,6 +10,7 @@ ENV DEBIAN_FRONTEND=noninteractive \
     VOXFLOW_OUTPUT=/data/output \
     PREFECT_LOGGING_EXTRA_LOGGERS=tasks,blocks,profiles,flows \
     PREFECT_SERVER_ANALYTICS_ENABLED=false \
+    PYANNOTE_METRICS_ENABLED=0 \
     DO_NOT_TRACK=1
 RUN apt-get update && apt-get install -y --no-install-recommends \
         software-properties-common \

@@ -170,3 +170,37 @@ def test_the_operators_guide_says_how_to_put_tls_in_front():
     assert "PREFECT_SERVER_API_AUTH_STRING" in guide and "PREFECT_API_AUTH_STRING" in guide
     assert "TLS" in guide and "reverse_proxy 127.0.0.1:4200" in guide
     assert "--host 0.0.0.0" not in guide
+
+
+def test_every_run_environment_is_the_one_table_in_settings():
+    """prefect.yaml's run environments, the compose file's and the images carry what
+    voxflow/settings.py says a run gets: no hub for inference, no telemetry for any run."""
+    from voxflow.settings import QUIET, run_environment
+
+    def holds(env: dict[str, str], table: dict[str, str]) -> dict[str, tuple]:
+        return {k: (env.get(k), v) for k, v in table.items() if str(env.get(k)) != v}
+
+    for d in DEPLOYMENTS:
+        env = d["work_pool"]["job_variables"]["env"]
+        table = run_environment(warm=d["entrypoint"].startswith("flows/warm_cache.py"))
+        assert holds(env, table) == {}, d["name"]
+    for name, service in SERVICES.items():
+        if name in WORKERS or name in WARMS:
+            env = service["environment"]
+            assert holds(env, run_environment(warm=name in WARMS)) == {}, name
+    for dockerfile in DOCKER.glob("*.Dockerfile"):
+        text = dockerfile.read_text()
+        missing = [f"{k}={v}" for k, v in QUIET.items() if f"{k}={v}" not in text]
+        assert missing == [], dockerfile.name
+
+
+def test_the_switches_have_one_parser():
+    """VOXFLOW_DEBUG and VOXFLOW_RUNNER read alike; a value that is neither is refused."""
+    from voxflow.errors import BadInput
+    from voxflow.settings import load_settings
+
+    assert load_settings({"VOXFLOW_DEBUG": "Yes", "VOXFLOW_RUNNER": "off"}).debug is True
+    assert load_settings({"VOXFLOW_RUNNER": "0"}).runner is False
+    assert load_settings({}).runner is True and load_settings({}).debug is False
+    with pytest.raises(BadInput, match="VOXFLOW_DEBUG is 'maybe'"):
+        load_settings({"VOXFLOW_DEBUG": "maybe"})

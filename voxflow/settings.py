@@ -1,6 +1,11 @@
-"""Environment variables, read in one place through one parser.
+"""Environment variables, read in one place through one parser, and the environment voxflow's
+runs are given, in one table.
 
-Library code asks for a :class:`Settings` instead of reading ``os.environ`` itself.
+Library code asks for a :class:`Settings` instead of reading ``os.environ`` itself. What a
+run's process is given so that no library calls home or reaches a model hub (:data:`QUIET`,
+:data:`OFFLINE`) is written here once: the CLI, the load check's child process, ``prefect.yaml``,
+the images and the compose file carry the same values (``tests/test_docker_files.py`` holds
+them to this table).
 """
 
 from __future__ import annotations
@@ -11,6 +16,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from voxflow.errors import BadInput
+
+QUIET = {
+    "DO_NOT_TRACK": "1",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PYANNOTE_METRICS_ENABLED": "0",  # pyannote 4's usage telemetry calls otel.pyannote.ai
+    "PREFECT_LOGGING_EXTRA_LOGGERS": "tasks,blocks,profiles,flows",
+}
+"""Every run's process, warms included: no telemetry, and voxflow's loggers in the run's log."""
+
+OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+"""An inference run's process: the hub libraries never reach the network."""
+
+ONLINE = {key: "0" for key in OFFLINE}
+"""A warm's process: it may reach the models' sources. Said as "0", not left out, so a worker
+whose own environment is offline for inference cannot pass that on to a warm."""
+
+
+def run_environment(warm: bool = False) -> dict[str, str]:
+    """What a run's process is given: :data:`QUIET`, with :data:`OFFLINE` (or, for a warm,
+    :data:`ONLINE`)."""
+    return {**QUIET, **(ONLINE if warm else OFFLINE)}
 
 
 @dataclass(frozen=True)
@@ -35,6 +61,13 @@ class Settings:
             ``0`` keeps it up until ``voxflow server stop``).
         runtime_dir: The user's runtime folder (``$XDG_RUNTIME_DIR``), where voxflow lists the
             local servers and runners it started (else under ``~/.cache/voxflow``).
+        debug: Show tracebacks and Prefect's own failure reports (``$VOXFLOW_DEBUG``, a
+            switch: 1/true/yes/on or 0/false/no/off).
+        runner: Hand commands to the local runner (``$VOXFLOW_RUNNER``, a switch, default on).
+        runner_idle_s: How long the local runner waits for a command before it leaves
+            (``$VOXFLOW_RUNNER_IDLE_S``, seconds, default 300).
+        prefect_home: The Prefect home (``$PREFECT_HOME``, else ``~/.prefect``), as an absolute
+            path.
     """
 
     store: Path = Path("models")
@@ -46,6 +79,10 @@ class Settings:
     gpu_limit: str = "gpu"
     server_idle_s: float = 1800.0
     runtime_dir: Path | None = None
+    debug: bool = False
+    runner: bool = True
+    runner_idle_s: float = 300.0
+    prefect_home: Path = field(default_factory=lambda: Path.home() / ".prefect")
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -75,7 +112,29 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         hf_token=env.get("HF_TOKEN") or None,
         server_idle_s=_seconds(env, "VOXFLOW_SERVER_IDLE_S", defaults.server_idle_s),
         runtime_dir=Path(env["XDG_RUNTIME_DIR"]) if env.get("XDG_RUNTIME_DIR") else None,
+        debug=_switch(env, "VOXFLOW_DEBUG", defaults.debug),
+        runner=_switch(env, "VOXFLOW_RUNNER", defaults.runner),
+        runner_idle_s=_seconds(env, "VOXFLOW_RUNNER_IDLE_S", defaults.runner_idle_s),
+        prefect_home=Path(env.get("PREFECT_HOME") or defaults.prefect_home).expanduser().absolute(),
     )
+
+
+_ON, _OFF = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def _switch(env: Mapping[str, str], key: str, default: bool) -> bool:
+    """A switch from ``env[key]``: 1/true/yes/on or 0/false/no/off, any case (``default`` when
+    unset or empty). The one boolean parser voxflow has.
+
+    Raises:
+        BadInput: It is something else.
+    """
+    raw = env.get(key, "").strip().lower()
+    if not raw:
+        return default
+    if raw not in _ON + _OFF:
+        raise BadInput(f"{key} is {env[key]!r}: expected 1, true, yes, on or 0, false, no, off")
+    return raw in _ON
 
 
 def _seconds(env: Mapping[str, str], key: str, default: float) -> float:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from voxflow.atomic import temp_path
 from voxflow.errors import BadInput
+from voxflow.settings import load_settings
 
 USER = "voxflow"
 """The user name in the local server's credential (``voxflow:<secret>``), as its UI's login
@@ -76,7 +77,7 @@ class HomePaths:
 
 def home() -> Path:
     """The Prefect home (``$PREFECT_HOME``, else ``~/.prefect``), as an absolute path."""
-    return Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser().absolute()
+    return load_settings().prefect_home
 
 
 def paths() -> HomePaths:

@@ -14,19 +14,14 @@ from collections.abc import Callable, Sequence
 
 from flows.cli import commands, runner
 from voxflow.errors import VoxflowError
-from voxflow.settings import load_settings
+from voxflow.settings import QUIET, load_settings, run_environment
 
 log = logging.getLogger("voxflow")
 
-# Our modules log through the standard library; Prefect forwards these loggers to the console
-# and to the run's log in the UI. The CLI owns its process, so it may set this before Prefect
-# is imported (library modules never touch os.environ).
-_PROCESS_ENV = {
-    "PREFECT_LOGGING_EXTRA_LOGGERS": "tasks,blocks,profiles,flows",
-    "HF_HUB_OFFLINE": "1",
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "DO_NOT_TRACK": "1",
-    "PYANNOTE_METRICS_ENABLED": "0",  # pyannote's usage telemetry would call otel.pyannote.ai
+# What the CLI's process runs with: every run's table (voxflow.settings.run_environment), and
+# its own. The CLI owns its process, so it may set these before Prefect is imported (library
+# modules never touch os.environ).
+_CLI_ENV = {
     # The checks before a run (preflight) log to the console; only flow runs log to the API.
     "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
     # Without PREFECT_API_URL each command starts a temporary server, whose first start on a
@@ -34,6 +29,9 @@ _PROCESS_ENV = {
     # than Prefect's 20 s default.
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "240",
 }
+
+_PROCESS_ENV = {**run_environment(), **_CLI_ENV}
+"""What a command that runs flows sets where the user did not (the local runner too)."""
 
 _SERVER_TIMEOUT = "Timed out while attempting to connect to ephemeral Prefect API server"
 _FLOW_COMMANDS = ("warm", "transcribe", "subtitle")
@@ -52,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--debug",
         action="store_true",
-        default=os.environ.get("VOXFLOW_DEBUG", "") not in ("", "0"),
+        default=settings.debug,
         help="show tracebacks and Prefect's own failure reports (also VOXFLOW_DEBUG=1)",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -196,10 +194,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command in _FLOW_COMMANDS and argv is None:  # the process is this command's
         atexit.register(_leave_without_teardown)
-    for key, value in _PROCESS_ENV.items():
-        # The warm is the one command that may reach the hub (hf:// sources).
-        if not (key == "HF_HUB_OFFLINE" and args.command == "warm"):
-            os.environ.setdefault(key, value)
+    # The warm is the one command that may reach the hub (hf:// sources): it leaves the
+    # offline switches as the user set them.
+    table = QUIET if args.command == "warm" else run_environment()
+    for key, value in {**table, **_CLI_ENV}.items():
+        os.environ.setdefault(key, value)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S"
     )

@@ -27,6 +27,7 @@ from tasks.backend import test_audio
 from tasks.registry import load_failed
 from tasks.transcript import SpeechSpan
 from tasks.warm.preflight import ReadyStage
+from voxflow.settings import run_environment
 
 
 @dataclass(frozen=True)
@@ -108,13 +109,7 @@ def run_load_check(spec: StageSpec, ready: ReadyStage, timeout: float = 600) -> 
             "ready": dataclasses.asdict(ready),
         }
     )
-    env = dict(
-        os.environ,
-        HF_HUB_OFFLINE="1",
-        TRANSFORMERS_OFFLINE="1",
-        HF_DATASETS_OFFLINE="1",
-        PYANNOTE_METRICS_ENABLED="0",
-    )
+    env = {**os.environ, **run_environment()}
     command = [
         *_network_namespace_prefix(),
         sys.executable,
