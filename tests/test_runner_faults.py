@@ -204,6 +204,39 @@ def test_a_runner_that_does_not_answer_is_not_waited_for(served):
     assert f"{before} command(s) run" in _await_line(env, "it answers$")  # it ran elsewhere
 
 
+def _await_socket(pid: int, timeout: float = 60) -> None:
+    """Until the process ``pid`` holds a socket (its connection to the runner)."""
+    deadline = time.monotonic() + timeout
+    fds = Path(f"/proc/{pid}/fd")
+    while not any(os.readlink(fd).startswith("socket:") for fd in fds.iterdir()):
+        assert time.monotonic() < deadline, f"pid {pid} never connected to the runner"
+        time.sleep(0.05)
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc")
+def test_ctrl_c_before_the_runner_answers_says_the_one_line(served):
+    env = served
+    record = _record(env)
+    stopped = ProcessId(record["pid"], record["start"])
+    assert stopped.signal(signal.SIGSTOP)  # so the command is still waiting when Ctrl-C comes
+    try:
+        command = subprocess.Popen(
+            [sys.executable, "-m", "flows.cli", "transcribe", "nowhere.mp4"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        _await_socket(command.pid)
+        command.send_signal(signal.SIGINT)
+        out, err = command.communicate(timeout=60)
+    finally:
+        stopped.signal(signal.SIGCONT)
+    assert command.returncode == 1
+    assert (out, err) == ("", "voxflow: interrupted; run the same command again to resume\n")
+    assert _ping(env)["state"] == "ready"
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root, to connect as another user")
 def test_a_connection_from_another_user_is_refused(served):
     """Even where the socket's mode lets another user connect (here made 0777 on purpose), the

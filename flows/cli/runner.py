@@ -9,10 +9,19 @@ comes back to the caller's terminal as it is written, and so does its exit code.
 caller interrupts the run in the runner, as it would in-process.
 
 A command runs in its own process, as before, when there is no runner, when it is busy with
-another command, or when it would not behave the same there: its environment differs in what
-the libraries read once at import (``PREFECT_*``, ``HF_*``, thread counts, ``PYTHONPATH`` ...), or
-voxflow's code or the installed packages changed since it started. Such a command starts a new
-runner when it ends, with the models it used, so the next one is quick again.
+another command, when it does not answer within a few seconds (``HANDSHAKE_S``), or when it
+would not behave the same there: its environment differs in what the libraries read once at
+import (``PREFECT_*``, ``HF_*``, thread counts, ``PYTHONPATH`` ...), or voxflow's code or the
+installed packages changed since it started. Such a command starts a new runner when it ends,
+with the models it used, so the next one is quick again; a command that finds that runner
+still loading them waits for it (``LOAD_WAIT_S`` at most), as a shell loop over files does.
+
+The runner cannot be wedged by what connects to it (:mod:`flows.cli.runner_door`): each
+connection is answered in a thread of its own, under a deadline; every request is checked
+field by field (:mod:`flows.cli.runner_wire`); a connection from another user is refused, and a
+command talks only to a runner of its own user (the kernel says who is at the other end).
+``voxflow server status`` pings it. It leaves once the local server it was started against (by
+process identity) is gone; the next command starts a server and a runner against it.
 
 The runner ends after ``VOXFLOW_RUNNER_IDLE_S`` seconds without a command (default 300: it holds
 the models' memory, GPU memory included, only while it is used), with ``voxflow server stop``,

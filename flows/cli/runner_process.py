@@ -1,6 +1,7 @@
-"""The local runner's own process (see :mod:`flows.cli.runner`): it imports Prefect and voxflow's
-flows once, loads the models the command that started it used, then runs one command at a time
-for the commands that connect to its socket.
+"""The local runner's own process (see :mod:`flows.cli.runner`): it listens at its socket at
+once (its door, :mod:`flows.cli.runner_door`, answers from then on), imports Prefect and
+voxflow's flows once, loads the models the command that started it used, then runs one command
+at a time for the commands that connect to its socket; those that came while it loaded waited.
 
 This module owns its process, like the CLI: it swaps ``os.environ``, the working folder, the
 umask and ``sys.stdout``/``sys.stderr`` for each command it runs, so the command sees what it
@@ -156,7 +157,6 @@ class Runner:
                 "api": self.api,
                 "server": self.local_server,
                 "socket": self.path,
-                "state": "ready" if self.loaded.is_set() else "loading",
                 "started_at": self.started_at,
                 "last_used": last_used or self.started_at,
                 "served": self.served,
