@@ -387,7 +387,11 @@ def main(argv: list[str] | None = None) -> int:
     # Not in the handler itself: it may land while this thread holds the runner's lock.
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=serving.stop_soon).start())
     signal.signal(signal.SIGINT, _interrupt_command)
-    serving.listen()  # a command that comes now waits for the models
+    try:
+        serving.listen()  # a command that comes now waits for the models
+    except OSError as e:  # its path taken by another user's file, say: commands run on their own
+        log.warning("cannot listen at %s (%s): leaving", serving.path, e)
+        return 0
     _close(options.listening_fd)
     started = time.perf_counter()
     for name in _WARM_IMPORTS:
