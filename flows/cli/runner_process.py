@@ -178,6 +178,7 @@ class Runner:
         """Queue the command when this runner is free, once its models are loaded (else say
         why not and close the connection)."""
         if not self.loaded.is_set():
+            log.info("a command waits for the models to load")
             wire.answer(conn, {"ok": None, "state": "loading"})
             if not self.loaded.wait(wire.LOAD_WAIT_S):
                 refuse(conn, f"still loading its models after {wire.LOAD_WAIT_S:.0f} s")
