@@ -20,11 +20,13 @@ def _runner_line(env: dict[str, str]) -> str:
 
 
 def _wait_for_runner(env: dict[str, str], other_than: str = "") -> str:
-    """The runner's status line once one is ready (and not the one named ``other_than``)."""
+    """The runner's status line once one is ready, its models loaded, and answers at its socket
+    (and is not the one named ``other_than``)."""
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         line = _runner_line(env)
-        if line.startswith("local runner (pid") and (not other_than or other_than not in line):
+        ready = line.startswith("local runner (pid") and line.endswith("; it answers")
+        if ready and (not other_than or other_than not in line):
             return line
         time.sleep(1)
     raise AssertionError(f"no local runner came up: {line!r}")

@@ -186,7 +186,8 @@ def server(args: argparse.Namespace) -> int:
 
 
 def _server_status() -> int:
-    """Where the local server is, how to open its UI, when it stops, and the runner beside it."""
+    """Where the local server is, how to open its UI, when it stops, and the runner beside it:
+    whether it answers a ping at its socket, not only what its record says."""
     from flows.cli import server as local
     from flows.cli.home import USER
 
@@ -212,7 +213,24 @@ def _server_status() -> int:
         f'PREFECT_API_AUTH_STRING="$(cat {shlex.quote(str(where.credential))})" prefect ...'
     )
     _out(_idle_line(found, local.usage(where), now))
-    _out(_runner_line())
+    recorded = runner.status()
+    answer = runner.ping(recorded) if recorded is not None else None
+    if recorded is not None and answer is None:  # its record is no proof that it serves
+        _out(
+            f"local runner (pid {recorded['pid']}) does not answer at {recorded['socket']}: the "
+            "next transcribe or subtitle command runs in its own process and replaces it"
+        )
+    elif answer is not None and answer.get("state") == "loading":
+        _out(
+            f"local runner (pid {recorded['pid']}): loading its models (for "
+            f"{now - recorded['started_at']:.0f} s); the next transcribe or subtitle command "
+            "waits for it"
+        )
+    elif answer is not None:
+        busy = answer.get("state") == "busy"
+        _out(f"{_runner_line()}; it answers{', running a command now' if busy else ''}")
+    else:
+        _out(_runner_line())
     return 0
 
 

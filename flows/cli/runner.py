@@ -9,10 +9,19 @@ comes back to the caller's terminal as it is written, and so does its exit code.
 caller interrupts the run in the runner, as it would in-process.
 
 A command runs in its own process, as before, when there is no runner, when it is busy with
-another command, or when it would not behave the same there: its environment differs in what
-the libraries read once at import (``PREFECT_*``, ``HF_*``, thread counts, ``PYTHONPATH`` ...), or
-voxflow's code or the installed packages changed since it started. Such a command starts a new
-runner when it ends, with the models it used, so the next one is quick again.
+another command, when it does not answer within a few seconds (``HANDSHAKE_S``), or when it
+would not behave the same there: its environment differs in what the libraries read once at
+import (``PREFECT_*``, ``HF_*``, thread counts, ``PYTHONPATH`` ...), or voxflow's code or the
+installed packages changed since it started. Such a command starts a new runner when it ends,
+with the models it used, so the next one is quick again; a command that finds that runner
+still loading them waits for it (``LOAD_WAIT_S`` at most), as a shell loop over files does.
+
+The runner cannot be wedged by what connects to it (:mod:`flows.cli.runner_door`): each
+connection is answered in a thread of its own, under a deadline; every request is checked
+field by field (:mod:`flows.cli.runner_wire`); a connection from another user is refused, and a
+command talks only to a runner of its own user (the kernel says who is at the other end).
+``voxflow server status`` pings it. It leaves once the local server it was started against (by
+process identity) is gone; the next command starts a server and a runner against it.
 
 The runner ends after ``VOXFLOW_RUNNER_IDLE_S`` seconds without a command (default 300: it holds
 the models' memory, GPU memory included, only while it is used), with ``voxflow server stop``,
@@ -25,8 +34,8 @@ standard library.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
+import select
 import signal
 import socket
 import struct
@@ -35,8 +44,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+from flows.cli import runner_wire as wire
 from flows.cli.home import home, paths
-from flows.cli.processes import ProcessId, ServerFailed, read_record
+from flows.cli.processes import ProcessId, ServerFailed, read_record, unlink_if_names
 from flows.cli.server import client_environment, recorded
 
 SERVED = ("transcribe", "subtitle")
@@ -71,6 +81,7 @@ _LOCAL_SERVER = ("PREFECT_API_URL", "PREFECT_API_AUTH_STRING")
 """Set by the command for the local server, to the runner's own values."""
 _OUT, _ERR, _EXIT = 1, 2, 0  # frame kinds: stdout, stderr, the exit code (the last frame)
 _INTERRUPT = b"\x03"
+INTERRUPTED = "voxflow: interrupted; run the same command again to resume\n"
 
 
 def _state() -> Path:
@@ -173,32 +184,89 @@ def command_of(argv: list[str]) -> str | None:
 
 def forward(argv: list[str]) -> int | None:
     """Run the command in the runner: its exit code, or None when it is to run in this process
-    (no runner, a busy one, a different environment or code, or help asked for)."""
+    (no runner, a busy one or one that does not answer within ``HANDSHAKE_S``, a different
+    environment or code, or help asked for). A runner still loading its models is waited for,
+    up to ``LOAD_WAIT_S``: it is nearer to ready than a process of this command's own."""
     if command_of(argv) not in SERVED or "-h" in argv or "--help" in argv:
         return None
     state = _read_state()
     if state is None or state["api"] != _server_api() or state["server"] != _server():
         return None
-    if state.get("key") != fingerprint(os.environ):
+    key = fingerprint(os.environ)
+    if state["key"] != key:
+        return None
+    request = {
+        "kind": "run",
+        "key": key,
+        "argv": argv,
+        "cwd": os.getcwd(),
+        "env": dict(os.environ),
+        "tty": [sys.stdout.isatty(), sys.stderr.isatty()],
+        "umask": _umask(),  # what the command's files get, as in its own process
+    }
+    try:  # Ctrl-C before the relay takes it over: the command did not start, or is stopped
+        conn = _handshake(state, request)
+        return None if conn is None else _relay(conn, state)
+    except KeyboardInterrupt:
+        sys.stderr.write(INTERRUPTED)
+        return 1
+
+
+def _connect(state: dict) -> socket.socket:
+    """A connection to the runner's socket, when the process at its other end is the recorded
+    runner, of this user (the kernel says who it is).
+
+    Raises:
+        OSError: No connection within ``HANDSHAKE_S``, or another process is listening there.
+    """
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        conn.settimeout(wire.HANDSHAKE_S)
+        conn.connect(state["socket"])
+        uid, pid = wire.peer(conn)
+        if uid != os.getuid() or pid not in (None, state["pid"]):
+            raise ConnectionRefusedError(f"uid {uid}, pid {pid} listens at {state['socket']}")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _handshake(state: dict, request: dict) -> socket.socket | None:
+    """The connection on which the runner took the command; None when it did not."""
+    try:
+        conn = _connect(state)
+    except OSError:
         return None
     try:
-        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        conn.connect(state["socket"])
-        request = {
-            "argv": argv,
-            "cwd": os.getcwd(),
-            "env": dict(os.environ),
-            "tty": [sys.stdout.isatty(), sys.stderr.isatty()],
-            "umask": _umask(),  # what the command's files get, as in its own process
-        }
-        conn.sendall(json.dumps(request).encode() + b"\n")
-        reader = conn.makefile("rb")
-        if json.loads(reader.readline() or b"{}").get("ok") is not True:  # busy, or leaving
-            conn.close()
-            return None
+        conn.sendall(wire.encode_request(request))
+        reader = conn.makefile("rb", buffering=0)
+        answer = wire.read_answer(reader)
+        if answer.get("state") == "loading":
+            conn.settimeout(wire.LOAD_WAIT_S)
+            answer = wire.read_answer(reader)
+        if answer.get("ok") is True:
+            conn.settimeout(None)
+            return conn
+    except (OSError, ValueError):
+        pass
+    except BaseException:
+        conn.close()
+        raise
+    conn.close()
+    return None
+
+
+def ping(state: dict) -> dict | None:
+    """What the runner says of itself (``state``: loading, ready, busy or leaving; ``served``),
+    when it answers a ping at its socket within ``HANDSHAKE_S``; else None."""
+    try:
+        with _connect(state) as conn:
+            conn.sendall(wire.encode_request({"kind": "ping"}))
+            answer = wire.read_answer(conn.makefile("rb", buffering=0))
     except (OSError, ValueError):
         return None
-    return _relay(conn, reader, state)
+    return answer if answer.get("ok") is True else None
 
 
 def _umask() -> int:
@@ -208,10 +276,11 @@ def _umask() -> int:
     return mask
 
 
-def _relay(conn: socket.socket, reader, state: dict) -> int:
+def _relay(conn: socket.socket, state: dict) -> int:
     """Write what the runner's command prints to this process's stdout and stderr, until its
     exit code comes; the first Ctrl-C interrupts the command there, a second leaves at once."""
     streams = {_OUT: sys.stdout.buffer, _ERR: sys.stderr.buffer}
+    reader = conn.makefile("rb")
     interrupts = []
 
     def interrupt(signum: int, frame: object) -> None:  # no exception: the frames stay whole
@@ -243,13 +312,15 @@ def _relay(conn: socket.socket, reader, state: dict) -> int:
         f"voxflow: error: the local runner (pid {state['pid']}) ended during the command (its "
         f"log: {_log()}); run the command again: it resumes from the stages already done\n"
     )
-    _state().unlink(missing_ok=True)
+    unlink_if_names(_state(), _process(state))
     return 1
 
 
 def start(environ: dict[str, str], profile: str | None, store: str | None) -> None:
-    """Start a runner for this environment in the background, unless one already serves it; it
-    loads the models of ``profile`` from ``store`` before it takes a command.
+    """Start a runner for this environment in the background, unless one that answers already
+    serves it; it loads the models of ``profile`` from ``store`` before it runs a command. This
+    returns once the runner listens (a command right after this one finds it, and waits for its
+    models), or after ``HANDSHAKE_S`` at most.
 
     Args:
         environ: The environment the command was started with (before the CLI's own defaults).
@@ -259,24 +330,32 @@ def start(environ: dict[str, str], profile: str | None, store: str | None) -> No
     key = fingerprint(environ)
     state = _read_state()
     if state is not None:
-        if state["key"] == key and state["server"] == _server():
+        if state["key"] == key and state["server"] == _server() and ping(state) is not None:
             return
         _process(state).signal(signal.SIGTERM)  # it leaves once its command, if any, ends
+    listening, tell = os.pipe()  # the runner closes its end once it listens, or leaves
     command = [sys.executable, "-m", "flows.cli.runner_process", "--key", key]
+    command += ["--listening-fd", str(tell)]
     if profile and store:
         command += ["--profile", profile, "--store", store]
     home().mkdir(parents=True, exist_ok=True)
     fd = os.open(_log(), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    with os.fdopen(fd, "ab") as log:
-        subprocess.Popen(
-            command,
-            cwd=home(),
-            env=dict(environ),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # it outlives this command and its terminal
-        )
+    try:
+        with os.fdopen(fd, "ab") as log:
+            subprocess.Popen(
+                command,
+                cwd=home(),
+                env=dict(environ),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # it outlives this command and its terminal
+                pass_fds=(tell,),
+            )
+    finally:
+        os.close(tell)
+    with os.fdopen(listening, "rb", buffering=0) as told:
+        select.select([told], [], [], wire.HANDSHAKE_S)
 
 
 def stop() -> int | None:

@@ -1,6 +1,7 @@
-"""The local runner's own process (see :mod:`flows.cli.runner`): it imports Prefect and voxflow's
-flows once, loads the models the command that started it used, then runs one command at a time
-for the commands that connect to its socket.
+"""The local runner's own process (see :mod:`flows.cli.runner`): it listens at its socket at
+once (its door, :mod:`flows.cli.runner_door`, answers from then on), imports Prefect and
+voxflow's flows once, loads the models the command that started it used, then runs one command
+at a time for the commands that connect to its socket; those that came while it loaded waited.
 
 This module owns its process, like the CLI: it swaps ``os.environ``, the working folder, the
 umask and ``sys.stdout``/``sys.stderr`` for each command it runs, so the command sees what it
@@ -29,13 +30,16 @@ import traceback
 from typing import BinaryIO
 
 from flows.cli import processes, runner, server
+from flows.cli import runner_wire as wire
 from flows.cli.processes import ProcessId
+from flows.cli.runner_door import Door, refuse
 from voxflow.atomic import write_json
 
 log = logging.getLogger("voxflow.runner")
 
-_LOOK_S = 5.0
-"""How often an idle runner looks whether its local server is still the recorded one."""
+_LOOK_S = 1.0
+"""How often the runner looks whether its local server is still the one it was started against,
+and an idle one whether it has been idle long enough to leave."""
 
 
 class _Stream(io.TextIOBase):
@@ -107,7 +111,8 @@ _CALLER = _Caller()
 
 
 class Runner:
-    """The socket, the queue of accepted commands, and whether it is busy or leaving."""
+    """The socket and its door (:class:`~flows.cli.runner_door.Door`), the queue of the
+    commands taken, and whether it is loading, busy or leaving."""
 
     def __init__(self, key: str, api: str, bound: list, idle_s: float) -> None:
         self.key, self.api, self.local_server, self.idle_s = key, api, bound, idle_s
@@ -115,21 +120,32 @@ class Runner:
         self.path = runner._socket_path()
         self.commands: queue.Queue = queue.Queue()
         self.busy = self.leaving = False
+        self.loaded = threading.Event()  # set once the models are loaded (or failed to)
         self.served = 0
         self.models: list[str] = []
         self.started_at = time.time()
         self._lock = threading.Lock()
 
     def listen(self) -> None:
-        if os.path.exists(self.path):
+        """Listen at the socket (mode 0600: the process's umask), record this runner, and take
+        connections from now on, also while the models load."""
+        if os.path.lexists(self.path):
             os.unlink(self.path)  # a runner before this one that did not clean up
         self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.server.bind(self.path)
         os.chmod(self.path, 0o600)
-        self.server.listen(8)
-        threading.Thread(target=self._accept, name="runner-accept", daemon=True).start()
+        self.server.listen(16)
         self.record()
         processes.register("runner", self.me, runner.home())
+        door = Door(self.server, self.key, self.standing, self.take)
+        threading.Thread(target=door.accept_forever, name="runner-door", daemon=True).start()
+        threading.Thread(target=self._watch_server, name="runner-server", daemon=True).start()
+
+    def ready(self, models: list[str]) -> None:
+        """The models are loaded: commands that wait for them are taken."""
+        self.models = models
+        self.record()
+        self.loaded.set()
 
     def record(self, last_used: float | None = None) -> None:
         write_json(
@@ -149,49 +165,81 @@ class Runner:
             },
         )
 
-    def _accept(self) -> None:
-        while True:
-            conn, _ = self.server.accept()
-            reader = conn.makefile("rb")
-            try:
-                request = json.loads(reader.readline())
-            except (OSError, ValueError):
-                conn.close()
-                continue
+    def standing(self) -> dict:
+        """What a ping is told: its pid, whether it is loading, ready, busy or leaving, and how
+        many commands it ran."""
+        with self._lock:
+            state = "leaving" if self.leaving else "busy" if self.busy else None
+        if state is None:
+            state = "ready" if self.loaded.is_set() else "loading"
+        return {"pid": self.me.pid, "state": state, "served": self.served}
+
+    def take(self, conn: socket.socket, request: dict) -> None:
+        """Queue the command when this runner is free, once its models are loaded (else say
+        why not and close the connection)."""
+        if not self.loaded.is_set():
+            log.info("a command waits for the models to load")
+            wire.answer(conn, {"ok": None, "state": "loading"})
+            if not self.loaded.wait(wire.LOAD_WAIT_S):
+                refuse(conn, f"still loading its models after {wire.LOAD_WAIT_S:.0f} s")
+                return
+        with self._lock:
+            why = "leaving" if self.leaving else "busy" if self.busy else None
+            if why is None:
+                self.busy = True
+        if why is not None:
+            refuse(conn, why)
+            return
+        try:
+            conn.settimeout(None)
+            wire.answer(conn, {"ok": True, "pid": self.me.pid})
+        except OSError:  # the caller left meanwhile
             with self._lock:
-                refuse = self.busy or self.leaving or request.get("key") not in (None, self.key)
-                self.busy = self.busy or not refuse
-            try:
-                conn.sendall(json.dumps({"ok": not refuse, "pid": os.getpid()}).encode() + b"\n")
-            except OSError:
-                refuse = True
-                with self._lock:
-                    self.busy = False
-            if refuse:
-                conn.close()
-                continue
-            self.commands.put((conn, reader, request))
+                self.busy = False
+            conn.close()
+            return
+        self.commands.put((conn, request))
+
+    def _watch_server(self) -> None:
+        """Leave once the local server this runner was started against (by its process
+        identity) is gone or replaced: its commands would fail, the next command's own process
+        starts a runner against the new one."""
+        while runner._server() == self.local_server:
+            time.sleep(_LOOK_S)
+        log.info("its local server (pid %s) ended or was replaced: leaving", self.local_server[0])
+        self.stop_soon()
 
     def serve_forever(self) -> None:
         last = time.monotonic()
-        while not self.leaving:
+        while True:
             try:
-                conn, reader, request = self.commands.get(timeout=min(self.idle_s, _LOOK_S))
+                conn, request = self.commands.get(timeout=min(self.idle_s, _LOOK_S))
             except queue.Empty:
-                if runner._server() != self.local_server:
-                    log.info("its local server ended or was replaced: leaving")
-                    break
-                if time.monotonic() - last >= self.idle_s:
-                    log.info("no command for %.0f s: leaving", self.idle_s)
+                if self._done(time.monotonic() - last):
                     break
                 continue
-            self.run(conn, reader, request)
+            try:
+                self.run(conn, request)
+            except (Exception, KeyboardInterrupt):  # the runner outlives a command's setup failing
+                log.exception("a command failed outside itself")
             with self._lock:
                 self.busy = False
+                if self.leaving:
+                    break
             last = time.monotonic()
         self.leave()
 
-    def run(self, conn: socket.socket, reader: BinaryIO, request: dict) -> None:
+    def _done(self, idle: float) -> bool:
+        """Whether to leave now (asked to, or idle for ``idle_s``), when no command is taken."""
+        with self._lock:
+            if self.busy:
+                return False
+            if not self.leaving and idle >= self.idle_s:
+                log.info("no command for %.0f s: leaving", self.idle_s)
+                self.leaving = True
+            return self.leaving
+
+    def run(self, conn: socket.socket, request: dict) -> None:
         """Run one command as its own process would, in its folder and environment."""
         from flows.cli import main as cli
         from voxflow.memory import give_back_freed
@@ -199,10 +247,10 @@ class Runner:
         environ, folder = dict(os.environ), os.getcwd()
         started = time.perf_counter()
         code = 1
-        _CALLER.attach(conn, request.get("tty", [False, False]))
-        threading.Thread(target=_watch, args=(reader,), daemon=True).start()
-        umask = os.umask(_caller_umask(request))
-        try:
+        umask = os.umask(request["umask"])
+        try:  # from the first moment the caller can interrupt the command
+            _CALLER.attach(conn, request["tty"])
+            threading.Thread(target=_watch, args=(conn.makefile("rb"),), daemon=True).start()
             os.chdir(request["cwd"])
             os.environ.clear()
             os.environ.update(request["env"])
@@ -210,10 +258,11 @@ class Runner:
         except SystemExit as e:  # argparse's usage errors
             code = e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
         except KeyboardInterrupt:
-            sys.stderr.write("voxflow: interrupted; run the same command again to resume\n")
+            sys.stderr.write(runner.INTERRUPTED)
         except BaseException:  # noqa: BLE001 - the command's failure is the caller's to see
             sys.stderr.write(traceback.format_exc())
         finally:
+            signal.signal(signal.SIGINT, _interrupt_command)  # in case the command replaced it
             try:
                 _CALLER.detach(code)
             except KeyboardInterrupt:  # a Ctrl-C that came as the command ended
@@ -231,8 +280,8 @@ class Runner:
         log.info("ran `voxflow %s` (exit %s) in %.2f s", " ".join(argv), code,
                  time.perf_counter() - started)  # fmt: skip
 
-    def stop_soon(self, *_: object) -> None:
-        """SIGTERM: leave now when idle, else once the command being run ends."""
+    def stop_soon(self) -> None:
+        """Leave now when idle, else once the command being run ends."""
         with self._lock:
             self.leaving = True
             idle = not self.busy
@@ -245,7 +294,7 @@ class Runner:
             if state.get("pid") == self.me.pid and state.get("start") == self.me.start:
                 runner._state().unlink(missing_ok=True)
                 os.unlink(self.path)
-        except (OSError, ValueError):
+        except (OSError, ValueError):  # another runner's record, or none: not this one's to touch
             pass
         try:
             processes.unregister("runner", self.me)
@@ -256,14 +305,11 @@ class Runner:
         os._exit(0)  # no teardown of the loaded models
 
 
-def _caller_umask(request: dict) -> int:
-    """The umask the caller runs under (0o077, the strictest that writes what it must, when the
-    request does not say or says nonsense): the command's outputs get it, as they would in the
-    caller's own process."""
-    umask = request.get("umask")
-    if isinstance(umask, int) and not isinstance(umask, bool) and 0 <= umask <= 0o777:
-        return umask
-    return 0o077
+def _interrupt_command(signum: int, frame: object) -> None:
+    """SIGINT (the caller's Ctrl-C, :meth:`_Caller.interrupt`): KeyboardInterrupt in the command,
+    only while one runs (one that came as the command ended is dropped: the runner lives on)."""
+    if _CALLER.running:
+        raise KeyboardInterrupt
 
 
 def _watch(reader: BinaryIO) -> None:
@@ -314,6 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--key", required=True)
     parser.add_argument("--profile")
     parser.add_argument("--store")
+    parser.add_argument("--listening-fd", type=int, help="closed once it listens, or leaves")
     options = parser.parse_args(argv)
     os.umask(0o077)  # its own files (record, socket, lock) are the user's alone
     # Before Prefect is imported (its console handler keeps the stream it finds) and before the
@@ -325,45 +372,74 @@ def main(argv: list[str] | None = None) -> int:
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)
     runner.home().mkdir(parents=True, exist_ok=True)
-    lock = open(runner.home() / "voxflow-runner.lock", "w")  # noqa: SIM115 - held for life
-    deadline = time.monotonic() + 60  # a runner it replaces ends its command first
-    while True:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            break
-        except BlockingIOError:
-            if time.monotonic() > deadline:
-                log.info("another runner holds %s: leaving", lock.name)
-                return 0
-            time.sleep(0.2)
-
+    if not _lock_the_home(options.listening_fd):
+        return 0
     bound, client = runner._server(), runner._server_environment()
     if bound is None or client is None:
         log.info("no local server runs for %s: leaving", runner.home())
         return 0
-    api = client["PREFECT_API_URL"]
     from flows.cli import main as cli
 
     for key, value in cli._PROCESS_ENV.items():
         os.environ.setdefault(key, value)
     os.environ.update(client)  # before Prefect is imported: its settings are read once
+    idle_s = float(os.environ.get("VOXFLOW_RUNNER_IDLE_S") or runner.IDLE_S)
+    serving = Runner(options.key, client["PREFECT_API_URL"], bound, idle_s)
+    # Not in the handler itself: it may land while this thread holds the runner's lock.
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=serving.stop_soon).start())
+    signal.signal(signal.SIGINT, _interrupt_command)
+    try:
+        serving.listen()  # a command that comes now waits for the models
+    except OSError as e:  # its path taken by another user's file, say: commands run on their own
+        log.warning("cannot listen at %s (%s): leaving", serving.path, e)
+        return 0
+    _close(options.listening_fd)
     started = time.perf_counter()
     for name in _WARM_IMPORTS:
         importlib.import_module(name)
-
-    idle_s = float(os.environ.get("VOXFLOW_RUNNER_IDLE_S") or runner.IDLE_S)
-    serving = Runner(options.key, api, bound, idle_s)
-    signal.signal(signal.SIGTERM, serving.stop_soon)
+    models: list[str] = []
     if options.profile and options.store:
         try:
-            serving.models = preload(options.profile, options.store)
+            models = preload(options.profile, options.store)
         except Exception as e:  # noqa: BLE001 - a command loads them itself, and says why
             log.info("models not loaded ahead (%s: %s)", type(e).__name__, e)
-    serving.listen()
+    serving.ready(models)
     log.info("runner %d ready in %.1f s for %s: %s", os.getpid(), time.perf_counter() - started,
-             runner.home(), ", ".join(serving.models) or "no models loaded")  # fmt: skip
+             runner.home(), ", ".join(models) or "no models loaded")  # fmt: skip
     serving.serve_forever()
     return 0
+
+
+def _lock_the_home(listening_fd: int | None) -> bool:
+    """Take the home's runner lock, held for life (one runner per home); whether it was taken
+    within a minute (a runner it replaces ends its command first). The command that started
+    this one is not kept waiting meanwhile (``listening_fd`` is closed)."""
+    lock = open(runner.home() / "voxflow-runner.lock", "w")  # noqa: SIM115 - held for life
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _LOCK.append(lock)
+            return True
+        except BlockingIOError:
+            _close(listening_fd)
+            if time.monotonic() > deadline:
+                log.info("another runner holds %s: leaving", lock.name)
+                return False
+            time.sleep(0.2)
+
+
+_LOCK: list = []  # the home's runner lock, held while this process lives
+
+
+def _close(fd: int | None) -> None:
+    """Close ``fd`` once (the pipe the starting command waits on)."""
+    if fd is not None and fd not in _CLOSED:
+        _CLOSED.add(fd)
+        os.close(fd)
+
+
+_CLOSED: set[int] = set()
 
 
 if __name__ == "__main__":
