@@ -187,6 +187,11 @@ def _rules_options(p: argparse.ArgumentParser, default: str | None) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``voxflow`` console script."""
     environ = dict(os.environ)  # as the user set it, before the defaults below
+    try:
+        load_settings()  # a bad VOXFLOW_* value is one line, before anything else
+    except VoxflowError as e:
+        sys.stderr.write(f"voxflow: error: {e}\n")
+        return e.exit_code
     if argv is None and runner.enabled():
         code = runner.forward(sys.argv[1:])  # the local runner, when it can run this command
         if code is not None:

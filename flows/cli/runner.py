@@ -48,11 +48,11 @@ from flows.cli import runner_wire as wire
 from flows.cli.home import home, paths
 from flows.cli.processes import ProcessId, ServerFailed, read_record, unlink_if_names
 from flows.cli.server import client_environment, recorded
+from voxflow.settings import load_settings
 
 SERVED = ("transcribe", "subtitle")
 """The commands the runner runs: those whose time is mostly imports and model loads."""
 
-IDLE_S = 300.0
 ROOT = Path(__file__).resolve().parents[2]
 _CODE = ("voxflow", "flows", "tasks", "profiles", "blocks")
 # What a library reads once, when it is imported or first used: a command whose values differ
@@ -105,7 +105,7 @@ def enabled(environ: dict[str, str] | os._Environ = os.environ) -> bool:
         os.name == "posix"
         and hasattr(socket, "AF_UNIX")
         and not environ.get("PREFECT_API_URL")
-        and environ.get("VOXFLOW_RUNNER", "1") not in ("0", "false", "no", "off")
+        and load_settings(environ).runner
     )
 
 

@@ -34,6 +34,7 @@ from flows.cli import runner_wire as wire
 from flows.cli.processes import ProcessId
 from flows.cli.runner_door import Door, refuse
 from voxflow.atomic import write_json
+from voxflow.settings import load_settings
 
 log = logging.getLogger("voxflow.runner")
 
@@ -383,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     for key, value in cli._PROCESS_ENV.items():
         os.environ.setdefault(key, value)
     os.environ.update(client)  # before Prefect is imported: its settings are read once
-    idle_s = float(os.environ.get("VOXFLOW_RUNNER_IDLE_S") or runner.IDLE_S)
+    idle_s = load_settings().runner_idle_s
     serving = Runner(options.key, client["PREFECT_API_URL"], bound, idle_s)
     # Not in the handler itself: it may land while this thread holds the runner's lock.
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=serving.stop_soon).start())
