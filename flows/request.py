@@ -334,6 +334,8 @@ class Run:
         volume: The model volume.
         output: Where job directories go.
         started: ``time.perf_counter()`` when the run was checked, for its wall time.
+        ready: What the preflight found for each stage, when the command that checked the run
+            preflighted it too (the flow then does not preflight again).
     """
 
     request: TranscribeRequest | SubtitleRequest
@@ -346,6 +348,35 @@ class Run:
     volume: Volume
     output: Path
     started: float
+    ready: dict[str, Any] | None = None
+
+
+_RECENT_S = 120.0
+"""How long a run checked in this process stands for the same request (a command's flow, which
+starts moments after the command checked it)."""
+
+_checked: dict[str, tuple[float, Run]] = {}
+
+
+def checked(request: TranscribeRequest | SubtitleRequest) -> Run:
+    """``request.check()``, once per process: the CLI checks (and preflights) a request before
+    it starts a server, and the flow it then runs in this process is given that run instead of
+    checking it again (:func:`remember`). Anywhere else (a deployment's worker) it is checked
+    here. A remembered run is taken once: the next command checks again."""
+    hit = _checked.pop(request.model_dump_json(), None)
+    if hit is not None and time.monotonic() - hit[0] < _RECENT_S:
+        return hit[1]
+    return request.check()
+
+
+def remember(run: Run) -> None:
+    """Keep a checked run (with what its preflight found) for the flow this process runs next
+    with its request's parameters (:func:`checked`)."""
+    now = time.monotonic()
+    for key, (when, _) in list(_checked.items()):
+        if now - when >= _RECENT_S:
+            del _checked[key]
+    _checked[run.request.model_dump_json()] = (now, run)
 
 
 def subtitle_rules(profile: Profile, name: str | None, fps: float | None) -> RuleSet:

@@ -15,7 +15,7 @@ from prefect import flow
 
 from flows.names import subtitle_run_name
 from flows.parameters import takes
-from flows.request import SubtitleRequest
+from flows.request import SubtitleRequest, checked
 from flows.runtime import ready_or_warm
 from flows.transcribe import transcribe_job
 from tasks.job import prepare_job
@@ -45,13 +45,13 @@ def subtitle(media: str, target_languages: list[str], **options: Any) -> dict[st
             does not translate (before any audio is decoded).
     """
     show_voxflow_logs()
-    run = SubtitleRequest(
-        media=media, target_languages=target_languages, **options
-    ).check()  # its parameters, checked once
+    run = checked(
+        SubtitleRequest(media=media, target_languages=target_languages, **options)
+    )  # its parameters, checked once
     request = run.request
     # One preflight for every stage, the translation model and its pairs first: a refusal
     # costs nothing yet.
-    ready = ready_or_warm(run.profile, run.volume, request.on_cold_cache)
+    ready = run.ready or ready_or_warm(run.profile, run.volume, request.on_cold_cache)
     spec = run.profile.stages["translate"]
     source = None if request.source_language == "auto" else request.source_language
     targets = check_languages(spec, ready["translate"], source, request.target_languages)

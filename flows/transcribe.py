@@ -15,7 +15,7 @@ from prefect.runtime import flow_run
 
 from flows.names import file_run_name
 from flows.parameters import takes
-from flows.request import Run, TranscribeRequest
+from flows.request import Run, TranscribeRequest, checked
 from flows.runtime import gpu_slot, ready_or_warm
 from tasks.asr.stage import recognise
 from tasks.diarize.stage import diarize_speakers
@@ -43,8 +43,8 @@ def transcribe(media: str, **options: Any) -> dict[str, Any]:
         The run record also written to ``run.json``.
     """
     show_voxflow_logs()
-    run = TranscribeRequest(media=media, **options).check()  # its parameters, checked once
-    ready = ready_or_warm(run.profile, run.volume, run.request.on_cold_cache)
+    run = checked(TranscribeRequest(media=media, **options))  # its parameters, checked once
+    ready = run.ready or ready_or_warm(run.profile, run.volume, run.request.on_cold_cache)
     with prepare_job(run.request.media, str(run.output)) as job:  # held for the whole run
         return transcribe_job(job, run, ready).record
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from prefect.utilities.callables import parameter_schema
 
@@ -145,3 +147,36 @@ def test_subtitle_rules_come_from_the_run_then_the_profile_then_netflix_en(tmp_p
     assert "kids.yaml" in str(refused.value) and "subtitles" in str(refused.value)
     with pytest.raises(BadInput, match="unknown subtitle rules 'bbc'"):
         TranscribeRequest(media=str(SAMPLE), subtitle_rules="bbc").check()
+
+
+def test_a_cli_run_is_checked_and_preflighted_once(prefect_api, warm_store, tmp_path, monkeypatch):
+    """The command checks the request and preflights the profile before it reaches a server;
+    the flow it then runs is given that run, and neither happens twice. Counted by wrapping
+    the real check and preflight, which still do the work."""
+    import tasks.warm.preflight as preflight_module
+    from flows.cli import main as cli
+
+    counts = {"check": 0, "preflight": 0}
+    real_check, real_preflight = TranscribeRequest.check, preflight_module.preflight
+
+    def counted_check(self):
+        counts["check"] += 1
+        return real_check(self)
+
+    def counted_preflight(*args, **kwargs):
+        counts["preflight"] += 1
+        return real_preflight(*args, **kwargs)
+
+    monkeypatch.setattr(TranscribeRequest, "check", counted_check)
+    monkeypatch.setattr(preflight_module, "preflight", counted_preflight)
+    monkeypatch.setenv("PREFECT_API_URL", prefect_api)
+    for key, value in cli._PROCESS_ENV.items():  # what the command sets, undone after
+        monkeypatch.setenv(key, os.environ.get(key, value))
+    out = tmp_path / "out"
+    code = cli.main(
+        ["transcribe", str(SAMPLE), "--profile", "cpu", "--store", warm_store.root,
+         "--output", str(out), "--format", "srt"]
+    )  # fmt: skip
+    assert code == 0
+    assert list(out.glob("*/*.srt"))
+    assert counts == {"check": 1, "preflight": 1}

@@ -117,11 +117,23 @@ def _check_line(check: dict[str, Any] | None) -> str:
 
 def _checked_runs(requests: list[Any]) -> list[Any]:
     """Every request checked, then the profile's hardware and warmed models: all bad input and
-    a cold volume fail before a Prefect server starts ('auto' is decided once, here)."""
+    a cold volume fail before a Prefect server starts ('auto' is decided once, here). Each
+    flow is then given its checked run (:func:`flows.request.remember`), so it checks and
+    preflights nothing again. With ``--on-cold-cache warm`` a cold volume is the flow's to
+    warm, so it is not preflighted here."""
+    from dataclasses import replace
+
+    from flows.request import remember
     from tasks.warm.preflight import preflight
 
     runs = [request.check() for request in requests]
-    preflight(runs[0].profile, runs[0].volume)
+    if runs[0].request.on_cold_cache == "fail":
+        ready = preflight(runs[0].profile, runs[0].volume)
+        runs = [
+            replace(run, ready=ready) if run.profile == runs[0].profile else run for run in runs
+        ]
+    for run in runs:
+        remember(run)
     return runs
 
 
