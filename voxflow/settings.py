@@ -68,6 +68,8 @@ class Settings:
             (``$VOXFLOW_RUNNER_IDLE_S``, seconds, default 300).
         prefect_home: The Prefect home (``$PREFECT_HOME``, else ``~/.prefect``), as an absolute
             path.
+        prefect_api_url: The Prefect server runs go to (``$PREFECT_API_URL``); None: the
+            local server voxflow starts and reuses.
     """
 
     store: Path = Path("models")
@@ -83,6 +85,7 @@ class Settings:
     runner: bool = True
     runner_idle_s: float = 300.0
     prefect_home: Path = field(default_factory=lambda: Path.home() / ".prefect")
+    prefect_api_url: str | None = None
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -115,6 +118,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         debug=_switch(env, "VOXFLOW_DEBUG", defaults.debug),
         runner=_switch(env, "VOXFLOW_RUNNER", defaults.runner),
         runner_idle_s=_seconds(env, "VOXFLOW_RUNNER_IDLE_S", defaults.runner_idle_s),
+        prefect_api_url=env.get("PREFECT_API_URL") or None,
         prefect_home=Path(env.get("PREFECT_HOME") or defaults.prefect_home).expanduser().absolute(),
     )
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from flows.cli import runner
 from voxflow.errors import BadInput, VoxflowError
+from voxflow.settings import load_settings
 
 
 def _out(line: str = "") -> None:
@@ -163,8 +164,9 @@ def server(args: argparse.Namespace) -> int:
 
     if args.all and args.action != "stop":
         raise BadInput(f"--all goes with `voxflow server stop`, not `{args.action}`")
-    if os.environ.get("PREFECT_API_URL") and args.action != "stop":
-        _out(f"PREFECT_API_URL is set: voxflow's runs use {os.environ['PREFECT_API_URL']}")
+    api = load_settings().prefect_api_url
+    if api and args.action != "stop":
+        _out(f"PREFECT_API_URL is set: voxflow's runs use {api}")
     if args.all:
         ended = local.stop_all(_out)
         _out(

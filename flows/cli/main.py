@@ -208,7 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S"
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    if args.command in _FLOW_COMMANDS and not os.environ.get("PREFECT_API_URL"):
+    if args.command in _FLOW_COMMANDS and not load_settings().prefect_api_url:
         # One local server per Prefect home, started once and reused: no throwaway server
         # per command, and local runs stay visible in its UI.
         try:
