@@ -22,7 +22,7 @@ HARDWARE_ORDER: tuple[str, ...] = ("cuda", "mlx", "openvino", "cpu")
 
 AUTO = "auto"
 
-PROFILE_KEYS = ("description", "hardware", "stages", "subtitles")
+PROFILE_KEYS = ("description", "hardware", "stages", "subtitles", "shots")
 STAGE_KEYS = ("backend", "model", "enabled", "options")
 SUBMODEL_SUFFIX = "_model"
 """Option keys ending in this name further catalog models a backend loads (pyannote's
@@ -80,6 +80,8 @@ class Profile:
             :meth:`with_stages`), so warm commands can name them.
         subtitles: The subtitle rules: ``rules`` names a rule set, other keys change its
             limits (``max_cps``, ``fps``, ...); read by the run's check.
+        shots: The shot detection's settings (``threshold``), for media with video; read by
+            :func:`tasks.shots.stage.shot_options`.
     """
 
     name: str
@@ -89,9 +91,11 @@ class Profile:
     file: str
     switched_on: tuple[str, ...] = ()
     subtitles: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    shots: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "subtitles", MappingProxyType(dict(self.subtitles)))
+        object.__setattr__(self, "shots", MappingProxyType(dict(self.shots)))
         ordered = {stage: self.stages[stage] for stage in STAGES if stage in self.stages}
         object.__setattr__(self, "stages", MappingProxyType(ordered))
 
@@ -224,6 +228,13 @@ def load_profile(
             file=file,
             key_path="subtitles",
         )
+    shots = data.get("shots") or {}
+    if not isinstance(shots, Mapping) or not all(isinstance(k, str) for k in shots):
+        raise ProfileError(
+            "expected a mapping of shot detection settings, e.g. {threshold: 0.3}",
+            file=file,
+            key_path="shots",
+        )
     return Profile(
         name=path.stem,
         hardware=hardware,
@@ -231,6 +242,7 @@ def load_profile(
         stages=stages,
         file=file,
         subtitles=subtitles,
+        shots=shots,
     )
 
 
