@@ -1,5 +1,5 @@
-"""The transcribe flow: media -> extract -> vad -> asr -> [diarize] -> subtitles, on a hardware
-profile."""
+"""The transcribe flow: media -> extract -> [shots] -> vad -> asr -> [diarize] -> subtitles, on a
+hardware profile."""
 
 from __future__ import annotations
 
@@ -25,6 +25,8 @@ from tasks.job import Job, StageResult, prepare_job, transcript_preview, write_r
 from tasks.naming import media_name
 from tasks.progress import clock
 from tasks.separate.stage import separate_voice
+from tasks.shots.stage import find_shots, shot_options, shots_record
+from tasks.subtitles.rules import RuleSet
 from tasks.subtitles.stage import write_subtitles
 from tasks.transcript import Transcript
 from tasks.vad.stage import detect_speech
@@ -68,9 +70,11 @@ def transcribe_job(job: Job, run: Run, ready: dict[str, ReadyStage]) -> Transcri
         ready: What preflight found for each of the run's stages.
     """
     chosen = run.profile
+    options = shot_options(chosen)
     audio = extract(job, run.request.audio_stream)
+    shots = find_shots(job, options, audio)  # None for audio only
     with gpu_slot(chosen):
-        stages = [audio]
+        stages = [audio, *([shots] if shots else [])]
         if "separate" in ready:  # later stages read the voice stem in place of audio.wav
             audio = separate_voice(job, chosen.stages["separate"], ready["separate"], audio)
             stages.append(audio)
@@ -87,7 +91,8 @@ def transcribe_job(job: Job, run: Run, ready: dict[str, ReadyStage]) -> Transcri
                 job, chosen.stages["diarize"], ready["diarize"], audio, text, run.count
             )
             stages.append(text)
-    written = write_subtitles(job, text, run.formats, run.rules)
+    rules, cuts = timed_to_video(run, shots)
+    written = write_subtitles(job, text, run.formats, rules, cuts)
 
     final = Transcript.load(text.result["path"])
     transcribing = {stage: found for stage, found in ready.items() if stage != "translate"}
@@ -100,6 +105,7 @@ def transcribe_job(job: Job, run: Run, ready: dict[str, ReadyStage]) -> Transcri
         time.perf_counter() - run.started,
         flow_run_id=flow_run.id,
         subtitles=written["check"],
+        shots=shots_record(shots, rules.fps),
         guard=guarded.result["guard"],
         languages=final.languages(),
     )
@@ -117,3 +123,15 @@ def transcribe_job(job: Job, run: Run, ready: dict[str, ReadyStage]) -> Transcri
         description=f"transcript of {job.stem}",
     )
     return Transcribed(job, text, record)
+
+
+def timed_to_video(run: Run, shots: StageResult | None) -> tuple[RuleSet, tuple[float, ...]]:
+    """The run's subtitle rules at its frame rate (``--fps``, else the video's, else the rule
+    set's 24) and the shot changes its cues are timed to (none for audio, or a video that did
+    not decode)."""
+    if shots is None or shots.result.get("unreadable"):
+        return run.rules, ()
+    rules = run.rules
+    if not run.request.fps:
+        rules = rules.with_options({"fps": shots.result["fps"]})
+    return rules, tuple(shots.result["cuts"])

@@ -338,8 +338,10 @@ def write_run_record(
     subtitles: dict[str, Any] | None = None,
     guard: dict[str, Any] | None = None,
     languages: dict[str, float] | None = None,
+    shots: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Write ``run.json``: profile, models with revisions, seconds per stage, real-time factor.
+    """Write ``run.json``: profile, models with revisions, seconds per stage, real-time factor,
+    and what the shots stage found (None for audio only).
 
     The real-time factor counts the work this run did (cached stages cost nothing).
     ``flow_run_id`` links the record to its Prefect flow run (logs, artifacts).
@@ -375,6 +377,7 @@ def write_run_record(
         "subtitles": subtitles,
         "guard": guard,
         "languages": languages,
+        "shots": shots,
     }
     save_json(job, job.records / "run.json", record, "run.json")
     return record

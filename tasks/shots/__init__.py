@@ -105,8 +105,8 @@ def detect_shots(media: OpenMedia, options: ShotOptions) -> Shots:
             stream = video_stream(container)
             if stream is None:
                 raise ShotsUnreadable(name, "no video stream to find shot changes in")
-            fps = frame_rate(stream)
-            cuts = _scene_cuts(container, stream, options.threshold)
+            fps = frame_rate(stream, name)
+            cuts = _scene_cuts(container, stream, options.threshold, name)
             index = list(container.streams.video).index(stream)
             codec = stream.codec_context.name
     except av.FFmpegError as e:
@@ -114,7 +114,7 @@ def detect_shots(media: OpenMedia, options: ShotOptions) -> Shots:
     return Shots(tuple(cuts), fps, index, codec)
 
 
-def frame_rate(stream: Any) -> float:
+def frame_rate(stream: Any, name: str) -> float:
     """The stream's frame rate: its average rate, else the rate ffmpeg guesses.
 
     Raises:
@@ -123,15 +123,34 @@ def frame_rate(stream: Any) -> float:
     for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
         if rate and Fraction(rate) > 0:
             return float(Fraction(rate))
-    raise ShotsUnreadable(str(stream.container.name), "its video has no frame rate")
+    raise ShotsUnreadable(name, "its video has no frame rate")
 
 
-def _scene_cuts(container: Any, stream: Any, threshold: float) -> list[float]:
-    """Times of the frames ffmpeg's scene score puts above ``threshold``."""
+def _scene_cuts(container: Any, stream: Any, threshold: float, name: str) -> list[float]:
+    """Times of the frames ffmpeg's scene score puts above ``threshold`` (``name``: the media,
+    for errors)."""
+    start = container.start_time / 1_000_000 if container.start_time else 0.0
+    cuts: list[float] = []
+    graph = None
+    for frame in container.decode(stream):
+        if graph is None:  # the first decoded frame says what the filters get
+            graph = _scene_graph(frame, stream, threshold)
+        graph.push(frame)
+        cuts += _pulled(graph, start)
+    if graph is None:
+        raise ShotsUnreadable(name, "its video stream has no frame that decodes")
+    graph.push(None)
+    return cuts + _pulled(graph, start)
+
+
+def _scene_graph(frame: Any, stream: Any, threshold: float) -> Any:
+    """buffer -> scale -> select(scene > threshold) -> sink, for frames like ``frame``."""
     import av
 
     graph = av.filter.Graph()
-    source = graph.add_buffer(template=stream)
+    source = graph.add_buffer(
+        width=frame.width, height=frame.height, format=frame.format, time_base=stream.time_base
+    )
     scale = graph.add("scale", f"{SCALED_WIDTH}:-2")
     select = graph.add("select", f"gt(scene\\,{threshold})")
     sink = graph.add("buffersink")
@@ -139,18 +158,7 @@ def _scene_cuts(container: Any, stream: Any, threshold: float) -> list[float]:
     scale.link_to(select)
     select.link_to(sink)
     graph.configure()
-    start = container.start_time / 1_000_000 if container.start_time else 0.0
-    cuts: list[float] = []
-    decoded = 0
-    for frame in container.decode(stream):
-        decoded += 1
-        graph.push(frame)
-        cuts += _pulled(graph, start)
-    if decoded == 0:
-        raise ShotsUnreadable(str(container.name), "its video stream has no frame that decodes")
-    graph.push(None)
-    cuts += _pulled(graph, start)
-    return cuts
+    return graph
 
 
 def _pulled(graph: Any, start: float) -> list[float]:

@@ -1,24 +1,28 @@
 """The subtitle compiler: cues laid out from word timings under a rule set.
 
-Cutting the words into cues is a shortest path over the gaps between words (as Knuth and
-Plass break paragraphs): each candidate cue must fit the rule set's lines, hold one speaker
-(a new speaker starts a new cue), and span no more speech than its longest duration; among
-those, the layout with the lowest total cost wins. A cue costs little when it ends at a
-sentence end, a clause mark, a pause or a change of speaker, much when it ends on a
-conjunction, preposition or article, and most when it could not be read at the rule set's
-reading speed in the time it can have before the next cue.
+Cutting the words into cues is a shortest path over the gaps between words (as Knuth and Plass
+break paragraphs): each candidate cue must fit the rule set's lines, hold one speaker (a new
+speaker starts a new cue), and span no more speech than its longest duration; among those, the
+layout with the lowest total cost wins. A cue costs little when it ends at a sentence end, a
+clause mark, a pause or a change of speaker, much when it ends on a conjunction, preposition or
+article, and most when it could not be read at the rule set's reading speed in the time it can
+have before the next cue.
 
-Timing then follows the rules in this order: a cue ends when its speech ends, extended into
-the following silence until it reaches its shortest duration and its reading speed (never
-past its longest duration nor into the next cue's gap); a gap shorter than the chaining
-threshold is closed to the minimum gap. Only what no extension and no other cut could mend is
-left broken, and :func:`tasks.subtitles.check.lint` names each such rule for ``run.json``.
+Timing then follows the rules in this order: a cue ends when its speech ends, extended into the
+following silence until it reaches its shortest duration and its reading speed (never past its
+longest duration nor into the next cue's gap); a gap shorter than the chaining threshold is
+closed to the minimum gap. With video, a cue that would run across a shot change costs as much
+as a bad break, so the words are cut there where they allow it, and the cue edges then keep out
+of the frames around each cut (:mod:`tasks.subtitles.shot_timing`). Only what no extension and
+no other cut could mend is left broken, and :func:`tasks.subtitles.check.lint` names each such
+rule for ``run.json``.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 from tasks.subtitles.lines import (
     AFTER_CLAUSE,
@@ -30,6 +34,7 @@ from tasks.subtitles.lines import (
     width,
 )
 from tasks.subtitles.rules import RuleSet
+from tasks.subtitles.shot_timing import Edges, timed_to_cuts
 from tasks.transcript import Segment, Transcript, Word
 
 # A zero-length word (faster-whisper emits some) still needs a cue that shows for a moment.
@@ -39,6 +44,8 @@ PAUSE = 0.3
 
 _CUE, _READING, _SHORT = 1.0, 40.0, 15.0
 _SEGMENT_INSIDE, _PAUSE_INSIDE = 2.0, 3.0
+_CROSS = 20.0
+"""What a cue whose speech runs across a shot change costs: more than any break of words."""
 
 
 @dataclass(frozen=True)
@@ -65,8 +72,13 @@ def speaker_prefix(speaker: str | None) -> str:
     return f"{speaker}: " if speaker else ""
 
 
-def compile_cues(transcript: Transcript, rules: RuleSet) -> list[Cue]:
+def compile_cues(transcript: Transcript, rules: RuleSet, cuts: Sequence[float] = ()) -> list[Cue]:
     """Lay a transcript out as subtitle cues that keep ``rules`` wherever a layout can.
+
+    Args:
+        transcript: The words to lay out.
+        rules: The rule set.
+        cuts: The video's shot changes (seconds, ascending); none for audio.
 
     Returns:
         Cues in time order that never overlap, each with ``end > start``.
@@ -74,7 +86,7 @@ def compile_cues(transcript: Transcript, rules: RuleSet) -> list[Cue]:
     tokens = _tokens(transcript)
     if not tokens:
         return []
-    spans = _cut(tokens, rules)
+    spans = _cut(tokens, rules, cuts)
     cues = []
     for i, j in spans:
         group = tokens[i:j]
@@ -84,7 +96,8 @@ def compile_cues(transcript: Transcript, rules: RuleSet) -> list[Cue]:
         ]
         text = tuple(join(line, rules) for line in lines)
         cues.append(Cue(group[0].start, group[-1].end, text, speaker))
-    return _timed(cues, rules)
+    timed = _timed(cues, rules)
+    return _to_cuts(timed, [c.end for c in cues], cuts, rules) if cuts else timed
 
 
 def reading_chars(cue: Cue) -> int:
@@ -123,7 +136,7 @@ def segment_words(segment: Segment) -> list[Word]:
     return words
 
 
-def _cut(tokens: list[_Token], rules: RuleSet) -> list[tuple[int, int]]:
+def _cut(tokens: list[_Token], rules: RuleSet, cuts: Sequence[float]) -> list[tuple[int, int]]:
     """The cheapest cut of ``tokens`` into cues, as (start, stop) index pairs."""
     n = len(tokens)
     best = [0.0] + [math.inf] * n
@@ -147,6 +160,7 @@ def _cut(tokens: list[_Token], rules: RuleSet) -> list[tuple[int, int]]:
             if lines is None:
                 break
             cost = best[i] + inner + _cue_cost(tokens, i, j, lines, prefix, rules)
+            cost += _CROSS if _crosses(group[0].start, group[-1].end, cuts, rules) else 0.0
             if cost < best[j]:
                 best[j], back[j] = cost, i
     spans, j = [], n
@@ -154,6 +168,25 @@ def _cut(tokens: list[_Token], rules: RuleSet) -> list[tuple[int, int]]:
         spans.append((back[j], j))
         j = back[j]
     return spans[::-1]
+
+
+def _crosses(start: float, end: float, cuts: Sequence[float], rules: RuleSet) -> bool:
+    """Whether speech from ``start`` to ``end`` runs across a shot change (one just after its
+    start is none: the cue's in-time moves onto it)."""
+    after_start = start + rules.shot_snap_frames / rules.fps
+    return any(after_start < cut < end for cut in cuts)
+
+
+def _to_cuts(
+    cues: list[Cue], speech_ends: list[float], cuts: Sequence[float], rules: RuleSet
+) -> list[Cue]:
+    """The timed cues with their edges moved out of the shot changes' frame zones."""
+    edges = [
+        Edges(c.start, c.end, e, max(rules.min_duration, reading_chars(c) / rules.max_cps))
+        for c, e in zip(cues, speech_ends, strict=True)
+    ]
+    moved = timed_to_cuts(edges, cuts, rules)
+    return [replace(c, start=s, end=e) for c, (s, e) in zip(cues, moved, strict=True)]
 
 
 def _cue_cost(

@@ -2,10 +2,11 @@
 
 ``netflix-en`` follows Netflix's English timed-text style guide: 42 characters a line, 2 lines,
 at most 17 characters a second, 5/6 s to 7 s on screen, at least 2 frames between cues and gaps
-under 12 frames closed to 2 (chaining), line breaks after punctuation and before conjunctions
-and prepositions. ``netflix-en-kids`` reads at 13 characters a second. The CJK sets follow the
-same guide's Simplified Chinese (16 characters a line, 9 a second) and Japanese (13 a line, 4 a
-second) rules, with lines joined without spaces.
+under 12 frames closed to 2 (chaining), cue edges kept out of the half second around a shot
+change (Netflix's frame zones, as Subtitle Edit's checks count them), line breaks after
+punctuation and before conjunctions and prepositions. ``netflix-en-kids`` reads at 13 characters
+a second. The CJK sets follow the same guide's Simplified Chinese (16 characters a line, 9 a
+second) and Japanese (13 a line, 4 a second) rules, with lines joined without spaces.
 """
 
 from __future__ import annotations
@@ -82,6 +83,19 @@ class RuleSet:
     def chain_gap(self) -> float:
         """Gaps shorter than this (seconds) are closed to :attr:`min_gap`."""
         return self.chain_frames / self.fps
+
+    @property
+    def shot_zone_frames(self) -> int:
+        """Half a second in frames (12 at 24 fps, 13 at 25): no cue may start within this many
+        frames after a shot change, nor end within this many of one, except 2 frames before
+        it. Rounded half up, as Subtitle Edit's Netflix check rounds it."""
+        return int(self.fps / 2 + 0.5)
+
+    @property
+    def shot_snap_frames(self) -> int:
+        """An in-time fewer than this many frames before a shot change (9 at 24 fps) moves onto
+        it; one from here to :attr:`shot_zone_frames` before moves back to the zone's edge."""
+        return int(self.shot_zone_frames * 0.75 + 0.5)
 
     def with_options(self, options: dict[str, Any]) -> RuleSet:
         """This set with some fields changed (from a profile or the command line).

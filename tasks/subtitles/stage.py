@@ -13,8 +13,9 @@ from prefect.cache_policies import NONE
 
 from tasks.job import Job, StageResult, room_for
 from tasks.naming import stage_run_name
-from tasks.subtitles import make_cues, write_outputs
+from tasks.subtitles import write_outputs
 from tasks.subtitles.check import lint, summary
+from tasks.subtitles.layout import compile_cues
 from tasks.subtitles.rules import RuleSet, rules_for_language
 from tasks.transcript import Segment, Transcript
 
@@ -23,27 +24,38 @@ log = logging.getLogger(__name__)
 
 @task(cache_policy=NONE, task_run_name=stage_run_name("subtitles"))
 def write_subtitles(
-    job: Job, transcript: StageResult, formats: tuple[str, ...], rules: RuleSet
+    job: Job,
+    transcript: StageResult,
+    formats: tuple[str, ...],
+    rules: RuleSet,
+    cuts: tuple[float, ...] = (),
 ) -> dict[str, Any]:
-    """subtitles: ``<stem>.<fmt>`` for each requested format, cues under ``rules``.
+    """subtitles: ``<stem>.<fmt>`` for each requested format, cues under ``rules``, timed to
+    the video's shot changes ``cuts`` (seconds) where it has any.
 
     Returns:
         ``outputs`` (format -> path) and ``check`` (the subtitle check of the cues written).
     """
-    return write_files(job, transcript, job.stem, formats, rules)
+    return write_files(job, transcript, job.stem, formats, rules, cuts)
 
 
 def write_files(
-    job: Job, transcript: StageResult, stem: str, formats: tuple[str, ...], rules: RuleSet
+    job: Job,
+    transcript: StageResult,
+    stem: str,
+    formats: tuple[str, ...],
+    rules: RuleSet,
+    cuts: tuple[float, ...] = (),
 ) -> dict[str, Any]:
     """Write one transcript's files as ``<stem>.<fmt>``, each run of segments in one language
-    under the rule set of that language (a transcript that changes language changes sets)."""
+    under the rule set of that language (a transcript that changes language changes sets),
+    timed to the shot changes ``cuts``."""
     text = Transcript.load(Path(transcript.result["path"]))
     main = rules_for_language(rules, text.language)
     cues: list = []
     faults: list = []
     for run_rules, segments in _rule_runs(text, rules):
-        run = make_cues(replace(text, segments=segments), run_rules)
+        run = compile_cues(replace(text, segments=segments), run_rules, cuts)
         faults += [replace(v, cue=v.cue + len(cues)) for v in lint(run, run_rules)]
         cues += run  # once, for every format and the check
     with room_for(job, f"the {text.language} subtitles"):
