@@ -111,7 +111,7 @@ def test_transcribe_writes_every_format_and_a_run_record(sample_run):
     }
     assert on_disk["languages"] and list(on_disk["languages"])[0] == "en"
     assert on_disk["guard"]["repair"]["windows"] >= 0
-    assert set(on_disk["stages"]) == {"extract", "vad", "asr", "guard"}
+    assert set(on_disk["stages"]) == {"extract", "shots", "vad", "asr", "guard"}
     assert 20 < on_disk["audio_seconds"] < 40 and 0 < on_disk["real_time_factor"] < 1
 
 
@@ -138,7 +138,8 @@ def test_transcript_preview_artifact_is_published(sample_run):
 
 def test_the_run_records_the_subtitle_check_of_the_file_it_wrote(sample_run):
     _, record = sample_run
-    rules = rule_set("netflix-en")
+    # The sample has a video stream (10 fps): its cues are laid in its frames, so checked so.
+    rules = rule_set("netflix-en").with_options({"fps": record["shots"]["subtitle_fps"]})
     written = read_subtitles(record["outputs"]["srt"])
     found = lint(written, rules)
     check = record["subtitles"]
@@ -171,6 +172,7 @@ def test_a_lost_stage_result_reruns_only_that_stage(warm_store, tmp_path):
     second = transcribe(str(SAMPLE), profile="cpu", store=warm_store.root, output_dir=str(tmp_path))
     assert {k: v["cached"] for k, v in second["stages"].items()} == {
         "extract": True,
+        "shots": True,
         "vad": True,
         "asr": False,
         "guard": True,  # the same words again: the guard's record still holds
