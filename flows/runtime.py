@@ -12,18 +12,19 @@ deployments the runs came from.
 
 from __future__ import annotations
 
+import json
 import logging
+import shlex
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from pathlib import Path
 
 from prefect.runtime import deployment
 
 from blocks.volume import Volume
 from flows.request import OnColdCache
 from profiles import Profile
-from tasks.warm.preflight import ReadyStage, check_ready
-from voxflow.errors import BadInput, ModelNotWarmed, WarmFailed
+from tasks.warm.preflight import ReadyStage, check_ready, profile_argument
+from voxflow.errors import BadInput, ModelNotWarmed, VoxflowError, WarmFailed
 from voxflow.settings import load_settings
 
 log = logging.getLogger(__name__)
@@ -44,12 +45,28 @@ def warm_deployment(profile: Profile) -> str:
     return f"warm-cache/{name}"
 
 
-def profile_argument(profile: Profile) -> str:
-    """How another flow run names ``profile``: a shipped one by name, a user's by its file."""
-    from profiles import PROFILES_DIR
+def warm_parameters(profile: Profile, store: Volume, name: str) -> dict[str, object]:
+    """What the ``warm-cache/<name>`` deployment must be given beyond its own parameters to
+    warm exactly what this run needs: another profile, another volume, the stages it switched
+    on (subtitle's translation, a run's diarization)."""
+    parameters: dict[str, object] = {}
+    if profile_argument(profile) != name:
+        parameters["profile"] = profile_argument(profile)
+    if store.root != str(load_settings().store):
+        parameters["store"] = store.root
+    if profile.switched_on:
+        parameters["with_stages"] = list(profile.switched_on)
+    return parameters
 
-    shipped = Path(profile.file).resolve().parent == PROFILES_DIR.resolve()
-    return profile.name if shipped else profile.file
+
+def warm_deployment_command(profile: Profile, store: Volume, name: str) -> str:
+    """The ``prefect deployment run`` command that warms what a run of deployment ``name``
+    needs, each parameter a ``--param key=value`` (JSON where it is not a string)."""
+    params = [
+        f"--param {key}={shlex.quote(value if isinstance(value, str) else json.dumps(value))}"
+        for key, value in warm_parameters(profile, store, name).items()
+    ]
+    return " ".join([f"prefect deployment run warm-cache/{name}", *params])
 
 
 def under_deployment() -> bool:
@@ -72,7 +89,9 @@ def ready_or_warm(
         Stage name -> what it will run with (see :func:`tasks.warm.preflight.preflight`).
 
     Raises:
-        ModelNotWarmed: The volume is cold and ``on_cold_cache`` is ``"fail"``.
+        ModelNotWarmed: The volume is cold and ``on_cold_cache`` is ``"fail"``: it names the
+            command that warms exactly the models this run lacks (under a deployment, the
+            warm deployment with this run's stages and volume).
         WarmFailed: Warming was asked for and did not succeed.
     """
     if on_cold_cache not in ("fail", "warm"):
@@ -80,19 +99,36 @@ def ready_or_warm(
     try:
         return check_ready(profile, store)
     except ModelNotWarmed as e:
+        if on_cold_cache == "fail" and under_deployment():
+            raise in_preflight(warm_through_deployment(e, profile, store)) from e
         if on_cold_cache == "fail":
-            if not under_deployment():
-                raise
-            raise ModelNotWarmed(
-                e.model,
-                e.path,
-                e.detail,
-                f"prefect deployment run {warm_deployment(profile)}",
-                hint="first, or start this run with on_cold_cache=warm",
-            ) from e
+            in_preflight(e)
+            raise
         log.warning("model volume %s is cold for profile %s: warming it", store.root, profile.name)
+    except VoxflowError as e:
+        in_preflight(e)
+        raise
     _warm(profile, store)
     return check_ready(profile, store)
+
+
+def warm_through_deployment(e: ModelNotWarmed, profile: Profile, store: Volume) -> ModelNotWarmed:
+    """The preflight's refusal of a deployment's run: it names the warm deployment (whose
+    workers can write the volume) with the parameters this run needs, not ``voxflow warm``."""
+    name = deployment.name or profile.name
+    return ModelNotWarmed(
+        e.model,
+        e.path,
+        e.detail,
+        warm_deployment_command(profile, store, name),
+        hint="or start this run with on_cold_cache=warm",
+    )
+
+
+def in_preflight(e: VoxflowError) -> VoxflowError:
+    """``e``, marked as the preflight's: what a failed run's artifact names as its stage."""
+    e.stage = e.stage or "preflight"
+    return e
 
 
 def _warm(profile: Profile, store: Volume) -> None:

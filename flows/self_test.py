@@ -24,6 +24,7 @@ from typing import Any
 from prefect import flow
 from prefect.artifacts import create_table_artifact
 
+from flows.failures import fails_with_fix
 from flows.request import TranscribeRequest
 from flows.runtime import ready_or_warm
 from flows.transcribe import transcribe_job
@@ -47,6 +48,7 @@ class Regression(VoxflowError):
 
 
 @flow(name="self-test", log_prints=False)
+@fails_with_fix
 def self_test(
     profile: str = "auto",
     store: str | None = None,

@@ -13,6 +13,7 @@ from typing import Any
 
 from prefect import flow
 
+from flows.failures import fails_with_fix
 from flows.names import subtitle_run_name
 from flows.parameters import takes
 from flows.request import SubtitleRequest, checked
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 
 
 @flow(name="subtitle", flow_run_name=subtitle_run_name, log_prints=False)
+@fails_with_fix
 @takes(SubtitleRequest)
 def subtitle(media: str, target_languages: list[str], **options: Any) -> dict[str, Any]:
     """Subtitles of one media file in its own language and in each target language.

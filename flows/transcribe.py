@@ -13,6 +13,7 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
+from flows.failures import fails_with_fix
 from flows.names import file_run_name
 from flows.parameters import takes
 from flows.request import Run, TranscribeRequest, checked
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 
 
 @flow(name="transcribe", flow_run_name=file_run_name, log_prints=False)
+@fails_with_fix
 @takes(TranscribeRequest)
 def transcribe(media: str, **options: Any) -> dict[str, Any]:
     """Transcribe one media file into subtitles and a transcript.

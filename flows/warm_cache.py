@@ -11,6 +11,7 @@ from prefect.artifacts import create_table_artifact
 from blocks.model_store import ModelStore
 from blocks.volume import Volume
 from blocks.volume.inventory import cache_report
+from flows.failures import fails_with_fix
 from flows.names import warm_run_name
 from profiles import load_catalog, load_profile, resolve_profile
 from tasks.warm.preflight import ready_stages, warm_command
@@ -21,6 +22,7 @@ from voxflow.settings import load_settings
 
 
 @flow(name="warm-cache", flow_run_name=warm_run_name, log_prints=False)
+@fails_with_fix
 def warm_cache(
     profile: str = "auto",
     store: str | None = None,

@@ -39,7 +39,7 @@ from prefect.cache_policies import NONE
 from tasks.media import OpenMedia, open_media
 from voxflow import __version__
 from voxflow.atomic import write_json
-from voxflow.errors import OutputFull
+from voxflow.errors import OutputFull, VoxflowError
 from voxflow.memory import give_back_freed, peak_memory
 
 if TYPE_CHECKING:
@@ -270,8 +270,12 @@ def run_stage(
             peak = record.get("peak_mib", 0.0)
             return StageResult(stage, key, record["result"], record["seconds"], True, peak)
     started = time.perf_counter()
-    with room_for(job, f"the {stage} stage"), peak_memory() as peak:
-        result = compute()
+    try:
+        with room_for(job, f"the {stage} stage"), peak_memory() as peak:
+            result = compute()
+    except VoxflowError as e:
+        e.stage = e.stage or stage  # what a failed run's report names
+        raise
     give_back_freed()  # the stage's buffers are gone: the next stage starts from less
     seconds = round(time.perf_counter() - started, 3)
     record = {

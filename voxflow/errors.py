@@ -2,6 +2,8 @@
 
 Every error carries an ``exit_code`` that the CLI maps to the process status:
 0 success, 1 the work failed, 2 bad usage or bad input (fix something, then run again).
+Each also carries a ``fix``, what to do about it in a few words, that a failed flow run's state
+puts first (:mod:`flows.failures`), and the ``stage`` it happened in once a stage ran.
 """
 
 from __future__ import annotations
@@ -13,16 +15,23 @@ class VoxflowError(Exception):
     """Root of every error voxflow raises on purpose."""
 
     exit_code = 1
+    fix = "Fix the cause, then run this again"
+    """What to do about it, as an imperative: the start of a failed run's message."""
+    stage: str | None = None
+    """The pipeline stage it happened in (set by :func:`tasks.job.run_stage`), if any."""
 
 
 class BadInput(VoxflowError, ValueError):
     """The caller asked for something that cannot work as given."""
 
     exit_code = 2
+    fix = "Correct the run's parameters, then run it again"
 
 
 class MediaNotFound(BadInput, FileNotFoundError):
     """The media path does not exist or is not a file."""
+
+    fix = "Start this run on a media file that exists"
 
     def __init__(self, path: str) -> None:
         self.path = str(path)
@@ -37,6 +46,8 @@ class MediaNotFound(BadInput, FileNotFoundError):
 class NotMedia(BadInput):
     """The file exists but no demuxer can read it."""
 
+    fix = "Start this run on an audio or video file"
+
     def __init__(self, path: str, reason: str) -> None:
         self.path = str(path)
         super().__init__(
@@ -47,6 +58,8 @@ class NotMedia(BadInput):
 
 class NoAudioStream(BadInput):
     """The container has no audio stream (or not the one asked for)."""
+
+    fix = "Start this run on a file with an audio stream (or choose another audio_stream)"
 
     def __init__(self, path: str, found: str) -> None:
         self.path = str(path)
@@ -61,6 +74,8 @@ class ProfileError(BadInput):
         key_path: Dotted path of the offending key, e.g. ``stages.asr.backend``.
         allowed: The values that would have been accepted.
     """
+
+    fix = "Correct the profile, then run this again"
 
     def __init__(
         self,
@@ -90,6 +105,8 @@ class ModelNotWarmed(VoxflowError, FileNotFoundError):
     Attributes:
         model: Catalog name of the model.
         path: Where the store looked for it.
+        command: What warms it.
+        lacks: What is missing, without the command.
     """
 
     exit_code = 2
@@ -105,10 +122,9 @@ class ModelNotWarmed(VoxflowError, FileNotFoundError):
             if len(names) == 1
             else f"models {', '.join(repr(n) for n in names)} are"
         )
-        super().__init__(
-            f"{which} not warmed in {self.path}: {detail}; run `{command}`"
-            + (f" {hint}" if hint else "")
-        )
+        self.lacks = f"{which} not warmed in {self.path}: {detail}"
+        self.fix = f"Run `{command}`{f' ({hint})' if hint else ''}, then run this again"
+        super().__init__(f"{self.lacks}; run `{command}`" + (f" {hint}" if hint else ""))
 
     def __str__(self) -> str:
         return self.args[0]
@@ -116,6 +132,8 @@ class ModelNotWarmed(VoxflowError, FileNotFoundError):
 
 class StoreReadOnly(VoxflowError, PermissionError):
     """The model volume cannot be written (warm needs a writable volume; inference does not)."""
+
+    fix = "Warm from a host that mounts the volume read-write"
 
     def __init__(self, root: str, detail: str) -> None:
         self.root = str(root)
@@ -131,11 +149,14 @@ class StoreReadOnly(VoxflowError, PermissionError):
 class SourceError(VoxflowError):
     """A model source could not deliver the files the catalog lists."""
 
+    fix = "Make the model's source reachable (or add a mirror), then warm again"
+
 
 class BackendUnavailable(VoxflowError, ImportError):
     """A stage's backend needs a package (or hardware) that this machine lacks."""
 
     exit_code = 2
+    fix = "Install the backend's package or choose another profile"
 
     def __init__(self, stage: str, backend: str, package: str, hint: str) -> None:
         self.stage = stage
@@ -155,6 +176,8 @@ class StoreFull(VoxflowError, OSError):
         needed: Bytes the model needs in all.
         free: Bytes free on the volume when the write failed.
     """
+
+    fix = "Free some space on the model volume, then warm again"
 
     def __init__(self, root: str, model: str, needed: int, free: int) -> None:
         self.root = str(root)
@@ -183,6 +206,8 @@ class OutputFull(VoxflowError, OSError):
         free: Bytes free on that disk when the write failed.
     """
 
+    fix = "Free some space on the output disk, then run this again (finished stages are kept)"
+
     def __init__(self, directory: str, doing: str, free: int) -> None:
         self.directory = str(directory)
         self.doing = doing
@@ -201,6 +226,8 @@ class OutputFull(VoxflowError, OSError):
 class WarmFailed(VoxflowError):
     """Some model could not be warmed, or a stage did not load offline."""
 
+    fix = "Fix the cause below, then warm again"
+
 
 class BadModel(VoxflowError, ValueError):
     """A warmed model folder does not hold what its backend loads (a file, format or checksum).
@@ -208,6 +235,8 @@ class BadModel(VoxflowError, ValueError):
     Attributes:
         path: The model folder.
     """
+
+    fix = "Warm the model again (voxflow warm --force)"
 
     def __init__(self, path: str, detail: str) -> None:
         self.path = str(path)
@@ -248,12 +277,13 @@ class ModelDamaged(ModelNotWarmed):
         files = ", ".join(self.bad_files) or "some of its files"
         found = f"the {'deep ' if deep else ''}verify of {verified_at}"
         self.detail = f"{found} found {files} damaged"
-        VoxflowError.__init__(
-            self,
+        self.lacks = (
             f"model {model!r} is damaged: {found} found {files} not matching its manifest "
             f"(in {self.path}); inference refuses it until a warm fetches "
-            f"{'them' if len(self.bad_files) > 1 else 'it'} again: run `{command}`",
+            f"{'them' if len(self.bad_files) > 1 else 'it'} again"
         )
+        self.fix = f"Run `{command}`, then run this again"
+        VoxflowError.__init__(self, f"{self.lacks}: run `{command}`")
 
 
 class ModelLoadFailed(BadModel):
@@ -274,9 +304,11 @@ class ModelLoadFailed(BadModel):
         self.problem = problem
         where = f" --store {store}" if store else ""
         self.path = str(path)
+        self.lacks = f"model {model!r} in {self.path} {problem}; its files may be damaged"
+        self.fix = f"Run `voxflow verify --deep{where}`, then `voxflow warm{where}`"
         VoxflowError.__init__(
             self,
-            f"model {model!r} in {self.path} {problem}; its files may be damaged: run "
+            f"{self.lacks}: run "
             f"`voxflow verify --deep{where}` to find them, then `voxflow warm{where}` to fetch "
             "them again",
         )
@@ -290,6 +322,8 @@ class NothingHeard(VoxflowError):
         speech_seconds: Seconds of speech the VAD found.
         why: Why nothing was kept, in a few words, and what to run.
     """
+
+    fix = "Check the media's speech and the run's language"
 
     def __init__(self, media: str, speech_seconds: float, why: str) -> None:
         self.media = str(media)

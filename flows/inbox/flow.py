@@ -26,6 +26,7 @@ from prefect import flow
 from prefect.artifacts import create_table_artifact
 from prefect.runtime import deployment, flow_run
 
+from flows.failures import fails_with_fix
 from flows.inbox.files import (
     CLAIMED,
     DONE,
@@ -82,6 +83,7 @@ def this_run() -> str:
 
 
 @flow(name="inbox", flow_run_name=inbox_run_name, log_prints=False)
+@fails_with_fix
 @takes(InboxRequest)
 def inbox(inbox_dir: str, **options: Any) -> dict[str, list[str]]:
     """Claim every new media file in a folder, by content hash, and transcribe it exactly once.
@@ -255,6 +257,7 @@ def hand_to_pool(ledger_path: Path, token: str, shared: dict[str, Any]) -> str:
 
 
 @flow(name="inbox-batch", flow_run_name=batch_run_name, log_prints=False)
+@fails_with_fix
 @takes(InboxBatchRequest)
 def inbox_batch(claim: str, **options: Any) -> dict[str, list[str]]:
     """Transcribe the files an inbox run claimed, loading each model once for all of them.

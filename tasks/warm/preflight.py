@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,10 +57,20 @@ class ReadyStage:
         }
 
 
+def profile_argument(profile: Profile) -> str:
+    """How a command or another flow run names ``profile``: a shipped one by name, a user's by
+    its file (its name alone is no profile ``--profile`` knows)."""
+    from profiles import PROFILES_DIR
+
+    shipped = Path(profile.file).resolve().parent == PROFILES_DIR.resolve()
+    return profile.name if shipped else profile.file
+
+
 def warm_command(profile: Profile, store: Volume) -> str:
     """The command that fills the volume for a profile (and the stages a run switched on)."""
     extra = f" --with {','.join(profile.switched_on)}" if profile.switched_on else ""
-    return f"voxflow warm --profile {profile.name} --store {store.root}{extra}"
+    named = shlex.quote(profile_argument(profile))
+    return f"voxflow warm --profile {named} --store {shlex.quote(store.root)}{extra}"
 
 
 def ready_stages(
