@@ -22,8 +22,9 @@ from tasks.asr.stage import recognise
 from tasks.diarize.stage import diarize_speakers
 from tasks.extract.stage import extract
 from tasks.guard.stage import check_heard, guard_transcript
-from tasks.job import Job, StageResult, prepare_job, transcript_preview, write_run_record
+from tasks.job import Job, StageResult, prepare_job, write_run_record
 from tasks.naming import media_name
+from tasks.preview import transcript_preview
 from tasks.progress import clock
 from tasks.separate.stage import separate_voice
 from tasks.shots.stage import find_shots, shot_options, shots_record
@@ -121,7 +122,7 @@ def transcribe_job(job: Job, run: Run, ready: dict[str, ReadyStage]) -> Transcri
     )
     create_markdown_artifact(
         key="transcript-preview",
-        markdown=transcript_preview(job, final.text, record),
+        markdown=transcript_preview(final.text, record),
         description=f"transcript of {job.stem}",
     )
     return Transcribed(job, text, record)

@@ -14,8 +14,9 @@ from blocks.volume.inventory import cache_report
 from flows.failures import fails_with_fix
 from flows.names import warm_run_name
 from profiles import load_catalog, load_profile, resolve_profile
+from tasks.markdown import table_rows
 from tasks.warm.preflight import ready_stages, warm_command
-from tasks.warm.stage import load_check, outcome_rows, warm_model
+from tasks.warm.stage import load_check, note_load_checks, outcome_rows, warm_model
 from voxflow.errors import WarmFailed
 from voxflow.logs import show_voxflow_logs
 from voxflow.settings import load_settings
@@ -72,17 +73,18 @@ def warm_cache(
         ready, _ = ready_stages(chosen, model_store)
         for stage, found in ready.items():
             checks[stage] = load_check(chosen.stages[stage], found)
+        note_load_checks(model_store, chosen, checks)
 
     rows = outcome_rows(outcomes, checks)
     create_table_artifact(
         key=f"model-cache-{chosen.name}",
-        table=rows,
+        table=table_rows(rows),
         description=f"models of profile {chosen.name} in {model_store.root}",
     )
     report = cache_report(model_store, chosen)
     create_table_artifact(
         key=f"model-cache-report-{chosen.name}",
-        table=report.rows(),
+        table=table_rows(report.rows()),
         description=report.summary(),
     )
     failed = [o for o in outcomes if o.status == "failed"]

@@ -10,8 +10,8 @@ stage's key), so re-running the same file skips finished stages, a changed confi
 that stage on, and a run killed mid-flow resumes at the first stage without a record.
 A run holds the directory's lock from its start to its end (:func:`prepare_job`), so a second
 run of the same file into the same output waits for the first and then finds its stages done.
-``run.json`` records the whole run (profile, models, seconds per stage, outputs), and
-:func:`transcript_preview` is the Markdown of its Prefect artifact.
+``run.json`` records the whole run (profile, models, seconds per stage, outputs);
+:mod:`tasks.preview` makes the Markdown of its Prefect artifact from it.
 """
 
 from __future__ import annotations
@@ -347,11 +347,15 @@ def write_run_record(
     """Write ``run.json``: profile, models with revisions, seconds per stage, real-time factor,
     and what the shots stage found (None for audio only).
 
-    The real-time factor counts the work this run did (cached stages cost nothing).
+    The real-time factor counts the work this run did (cached stages cost nothing), except in
+    a run whose every stage was cached (``"cached": true``): there it is the figure of the runs
+    that did the work, from their stage records, since 0.0 would say the file costs nothing.
     ``flow_run_id`` links the record to its Prefect flow run (logs, artifacts).
     """
     duration = next(s.result["duration"] for s in stages if s.stage == "extract")
     work = sum(0.0 if s.cached else s.seconds for s in stages)
+    reused = all(s.cached for s in stages)
+    costed = sum(s.seconds for s in stages) if reused else work
     record = {
         "voxflow": __version__,
         "media": job.media,
@@ -376,7 +380,8 @@ def write_run_record(
         "audio_seconds": round(duration, 3),
         "stage_seconds": round(work, 3),
         "wall_seconds": round(wall_seconds, 3),
-        "real_time_factor": round(work / duration, 4) if duration else None,
+        "real_time_factor": round(costed / duration, 4) if duration else None,
+        "cached": reused,
         "outputs": outputs,
         "subtitles": subtitles,
         "guard": guard,
@@ -385,37 +390,3 @@ def write_run_record(
     }
     save_json(job, job.records / "run.json", record, "run.json")
     return record
-
-
-def transcript_preview(job: Job, text: str, record: dict[str, Any], limit: int = 1200) -> str:
-    """Markdown for the flow run's artifact: where the files are and how the text begins."""
-    shown = text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + " …"
-    rows = "\n".join(
-        f"| {s} | {v['seconds']:.2f} | {'yes' if v['cached'] else 'no'} |"
-        for s, v in record["stages"].items()
-    )
-    return (
-        f"# {Path(job.media).name}\n\n"
-        f"profile `{record['profile']}`, {record['audio_seconds']:.1f} s of audio, "
-        f"real-time factor {record['real_time_factor']}\n\n"
-        f"| stage | seconds | cached |\n|---|---|---|\n{rows}\n\n"
-        f"{_check_table(record.get('subtitles'))}"
-        f"Outputs in `{job.directory}`\n\n> {shown or '(no speech found)'}\n"
-    )
-
-
-def _check_table(check: dict[str, Any] | None) -> str:
-    """The subtitle check's figures as Markdown: the rule set, then each broken rule's cues."""
-    if not check:
-        return ""
-    head = (
-        f"Subtitle check ({check['rules']}): {check['violations']} violation(s) in "
-        f"{check['cues']} cues, {check['per_100_cues']} per 100 cues\n\n"
-    )
-    if not check["by_rule"]:
-        return head
-    rows = "\n".join(
-        f"| {rule} | {len(cues)} | {', '.join(map(str, cues[:20]))} |"
-        for rule, cues in check["by_rule"].items()
-    )
-    return head + f"| rule | violations | cues |\n|---|---|---|\n{rows}\n\n"

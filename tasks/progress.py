@@ -5,7 +5,9 @@ backend's window loop, a warm's byte counter) calls :func:`report` with (done, t
 without knowing whether anyone tracks it: outside :func:`tracking` a report does nothing. Each
 tracked run keeps one Prefect progress artifact (the bar in the UI's Artifacts tab), updated at
 most once a second and only for a change of a whole percent, and logs a line every 10 %, so a
-terminal or a worker's log shows it too.
+worker's log shows it too. Where stderr is a terminal (a ``voxflow`` command at a prompt; the
+local runner answers ``isatty`` for its caller), one bar line redrawn in place with ``\r``
+takes the place of the 10 % lines.
 
 :func:`summary` is the one line each stage logs at its end: what it made, of how much audio, in
 how long, or that it was cached.
@@ -14,6 +16,7 @@ how long, or that it was cached.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -33,10 +36,15 @@ MIN_STEP = 1.0
 """The least change, in percent, that updates a progress artifact."""
 LOG_STEP = 10
 """A log line each time progress passes a multiple of this many percent."""
+BAR_INTERVAL_S = 0.1
+"""The least time between two redraws of a terminal's bar."""
+BAR_WIDTH = 24
+"""Characters of the terminal's bar."""
 
 
 class Progress:
-    """The progress of one stage run: a throttled progress artifact and a line every 10 %.
+    """The progress of one stage run: a throttled progress artifact, and a line every 10 %
+    or, on a terminal, a bar.
 
     Thread-safe: a warm's files report from several threads at once.
     """
@@ -53,6 +61,9 @@ class Progress:
         self.shown_at = 0.0
         self.logged = 0  # the last multiple of LOG_STEP logged
         self.total: float | None = None
+        self.drawn_at = float("-inf")  # when the terminal's bar was last drawn
+        self.bar_open = False  # a bar line is drawn and not yet ended by a line break
+        self.bar_done = False  # the bar reached 100 % and ended its line
         self.lock = threading.Lock()
 
     def report(self, done: float, total: float) -> None:
@@ -60,16 +71,42 @@ class Progress:
         percent = 100.0 if total <= 0 else max(0.0, min(100.0, 100.0 * done / total))
         with self.lock:
             self.total = total
-            step = int(percent // LOG_STEP) * LOG_STEP
-            if step > self.logged:
-                self.logged = step
-                log.info("%s: %d%% (%s of %s%s)", self.what, step, _num(done), _num(total),
-                         f" {self.unit}" if self.unit else "")  # fmt: skip
             now = time.monotonic()
+            if _terminal():
+                self._draw(percent, done, total, now)
+            else:
+                self._log(percent, done, total)
             due = now - self.shown_at >= MIN_INTERVAL_S and percent - self.shown >= MIN_STEP
             if due or (percent == 100.0 and self.shown < 100.0):
                 self._show(percent)
                 self.shown, self.shown_at = percent, now
+
+    def _log(self, percent: float, done: float, total: float) -> None:
+        """A line each time ``percent`` passes a multiple of :data:`LOG_STEP`."""
+        step = int(percent // LOG_STEP) * LOG_STEP
+        if step > self.logged:
+            self.logged = step
+            log.info("%s: %d%% (%s of %s%s)", self.what, step, _num(done), _num(total),
+                     f" {self.unit}" if self.unit else "")  # fmt: skip
+
+    def _draw(self, percent: float, done: float, total: float, now: float) -> None:
+        """Redraw the terminal's bar line (throttled); at 100 % it ends with a line break."""
+        if self.bar_done or (percent < 100.0 and now - self.drawn_at < BAR_INTERVAL_S):
+            return
+        sys.stderr.write(f"\r{bar(self.what, percent, done, total, self.unit)}\x1b[K")
+        self.drawn_at, self.bar_open = now, True
+        if percent >= 100.0:
+            sys.stderr.write("\n")
+            self.bar_open, self.bar_done = False, True
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        """End a terminal's bar line that the work left unfinished (an error follows it)."""
+        with self.lock:
+            if self.bar_open:
+                sys.stderr.write("\n")
+                sys.stderr.flush()
+                self.bar_open = False
 
     def start(self) -> None:
         """Show the run at 0 %, so the bar is there from the start of the work."""
@@ -115,6 +152,7 @@ def tracking(what: str, unit: str = "") -> Iterator[Progress]:
         yield progress
         progress.finish()
     finally:
+        progress.close()
         _current.reset(token)
 
 
@@ -138,6 +176,21 @@ def summary(result: StageResult, made: str, audio_s: float | None = None) -> str
     if audio_s:
         line += f", real-time factor {result.seconds / audio_s:.2f}"
     return line
+
+
+def bar(what: str, percent: float, done: float, total: float, unit: str = "") -> str:
+    """The terminal's bar line: ``asr · talk.m4a [######------] 50% (13 of 27 s of audio)``."""
+    filled = round(BAR_WIDTH * percent / 100)
+    figures = f"{_num(done)} of {_num(total)}{f' {unit}' if unit else ''}"
+    return f"{what} [{'#' * filled}{'-' * (BAR_WIDTH - filled)}] {percent:3.0f}% ({figures})"
+
+
+def _terminal() -> bool:
+    """Whether stderr is a terminal (the runner's stderr answers for its caller's)."""
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):  # replaced by an object without it, or closed
+        return False
 
 
 def clock(seconds: float) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -56,10 +57,19 @@ def read_ledger(out: Path) -> dict[str, dict]:
         return {}
 
 
+RUN_LINK = re.compile(r"\[([0-9a-f-]{36})\]\([^)]*/runs/flow-run/\1\)")
+"""A cell that names a flow run: a link to it in the UI, the run's id its text."""
+
+
 def rows(artifact) -> list[dict]:
-    """A table artifact's rows (the API returns its data as JSON text)."""
+    """A table artifact's rows (the API returns its data as JSON text), a run's link as its id."""
     data = artifact.data
-    return json.loads(data) if isinstance(data, str) else data
+    found = json.loads(data) if isinstance(data, str) else data
+    return [
+        {k: m.group(1) if isinstance(v, str) and (m := RUN_LINK.fullmatch(v)) else v
+         for k, v in row.items()}
+        for row in found
+    ]  # fmt: skip
 
 
 def test_three_workers_drain_one_inbox_each_file_once_and_survive_a_killed_worker(

@@ -26,8 +26,9 @@ class ModelRow:
         size_bytes: Bytes of its files, from the manifest.
         files: Number of files in the manifest.
         warmed_at: When the manifest was written (UTC, ISO 8601), if warmed.
-        verified_at: When ``voxflow verify`` last checked it, if ever.
-        verified: ``ok``, ``ok (sha256)``, ``FAILED`` or ``-``.
+        verified_at: When ``voxflow verify`` (or a warm's passed load check) last checked it.
+        verified: ``ok``, ``ok (sha256)``, either with ``, loads offline`` after a warm's
+            load check, ``FAILED`` or ``-``.
         missing: What is missing or wrong, each as ``kind file`` or a problem.
     """
 
@@ -132,11 +133,7 @@ def _row(store: Volume, spec: ModelSpec, role: str) -> ModelRow:
     else:
         missing = status.problems
     files = len(spec.files) if status.state != "cold" else 0
-    outcome = "-"
-    if verified:
-        outcome = (
-            ("ok (sha256)" if verified.get("deep") else "ok") if verified.get("ok") else "FAILED"
-        )
+    outcome = _verified(verified) if verified else "-"
     return ModelRow(
         model=spec.name,
         role=role,
@@ -149,6 +146,14 @@ def _row(store: Volume, spec: ModelSpec, role: str) -> ModelRow:
         verified=outcome,
         missing=tuple(missing),
     )
+
+
+def _verified(record: dict[str, object]) -> str:
+    """The last verify's outcome in a word or two (see :attr:`ModelRow.verified`)."""
+    if not record.get("ok"):
+        return "FAILED"
+    outcome = "ok (sha256)" if record.get("deep") else "ok"
+    return f"{outcome}, loads offline" if record.get("load_check") else outcome
 
 
 def cache_report(store: Volume, profile: Profile | None = None) -> CacheReport:

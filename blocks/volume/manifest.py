@@ -1,4 +1,5 @@
-"""A model's manifest: reading it, checking each file against it, and recording a verify.
+"""A model's manifest: reading it, checking each file against it, and recording a verify
+(and the warm's offline load check that followed one).
 
 The manifest is written last by a warm and means "this snapshot is complete". Every name in it
 is checked before it becomes a path (nothing absolute, no ``..``) and every snapshot link must
@@ -190,6 +191,33 @@ def _record_verify(paths: ModelPaths, deep: bool, problems: list[str], bad: list
         write_json(paths.verified, record, indent=2)
     except OSError as e:  # a read-only volume: verify still answers, it just cannot note it
         log.debug("cannot record the verify of %s: %s", paths.repo_folder, e)
+
+
+def record_load_check(paths: ModelPaths, check: str) -> bool:
+    """Note on the last verify's record that the model then passed an offline load check.
+
+    A warm's load check loads what inference loads; noting it right after the verify that
+    preceded it makes the next ``voxflow cache report`` (and the warm's artifact) show the
+    model as verified, when, and that it loads. A record that is missing or not ``ok`` is left
+    as it is: a load check never lifts a failed verify.
+
+    Args:
+        paths: The model's paths in the volume.
+        check: What passed, in words (``asr/faster-whisper in 1.2 s``).
+
+    Returns:
+        Whether the note was written (False on a read-only volume or without an ok verify).
+    """
+    record = last_verified(paths)
+    if record is None or record.get("ok") is not True:
+        return False
+    record |= {"load_check": check, "load_checked_at": now()}
+    try:
+        write_json(paths.verified, record, indent=2)
+    except OSError as e:  # a read-only volume: the check passed, it just cannot be noted
+        log.debug("cannot record the load check of %s: %s", paths.repo_folder, e)
+        return False
+    return True
 
 
 def hash_all(snapshot: Path, entries: list[dict[str, Any]]) -> list[str]:

@@ -50,6 +50,7 @@ from flows.runtime import ready_or_warm, under_deployment
 from flows.transcribe import transcribe_job
 from profiles import load_profile, resolve_profile
 from tasks.job import prepare_job
+from tasks.markdown import escape, run_link, table_rows
 from tasks.media import NotRegularFile
 from tasks.registry import POOL
 from tasks.warm.preflight import ReadyStage
@@ -61,6 +62,8 @@ log = logging.getLogger(__name__)
 
 QUEUED = "queued"
 LOST = "claim lost"
+RUN_COLUMNS = ("claimed by", "batch run")
+"""The inbox table's columns that name flow runs: links to them in the UI."""
 
 
 def batch_run_state(run_id: str) -> str | None:
@@ -169,10 +172,10 @@ def inbox(inbox_dir: str, **options: Any) -> dict[str, list[str]]:
     if rows or left:
         create_table_artifact(
             key=f"inbox-{load_profile(chosen_name).name}",
-            table=list(rows.values()) + left,
-            description=f"inbox {folder}: {sum(map(len, batches.values()))} claimed in "
-            f"{len(batches)} batch(es) by {this_run()}; outcomes of earlier claims recorded "
-            "since the last inbox run"
+            table=table_rows(list(rows.values()) + left, runs=RUN_COLUMNS),
+            description=f"inbox {escape(str(folder))}: {sum(map(len, batches.values()))} claimed "
+            f"in {len(batches)} batch(es) by {run_link(this_run())}; outcomes of earlier claims "
+            "recorded since the last inbox run"
             + (f"; {len(left)} skipped: links and special files are never read" if left else ""),
         )
     log.info("inbox %s: %s", folder, ", ".join(f"{len(v)} {k}" for k, v in summary.items()))
@@ -315,8 +318,8 @@ def inbox_batch(claim: str, **options: Any) -> dict[str, list[str]]:
                          "detail": details.get("error", "")})  # fmt: skip
     create_table_artifact(
         key=f"inbox-batch-{load_profile(request.profile).name}",
-        table=rows,
-        description=f"inbox batch {claim[:8]} of {inbox_run}: {len(summary[DONE])} done, "
+        table=table_rows(rows),
+        description=f"inbox batch {claim[:8]} of {run_link(inbox_run)}: {len(summary[DONE])} done, "
         f"{len(summary[QUARANTINED])} quarantined on {here['host']} (worker pid "
         f"{here['worker_pid']}); models loaded once each: {', '.join(loaded) or 'none'}",
     )

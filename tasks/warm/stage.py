@@ -11,7 +11,8 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from blocks.volume import Volume
-from profiles import ModelSpec, StageSpec
+from blocks.volume.manifest import record_load_check
+from profiles import ModelSpec, Profile, StageSpec, load_catalog
 from tasks import progress
 from tasks.warm.loadcheck import LoadCheck, run_load_check
 from tasks.warm.preflight import ReadyStage
@@ -98,6 +99,24 @@ def load_check(spec: StageSpec, ready: ReadyStage) -> LoadCheck:
     else:
         log.error("load check %s/%s failed: %s", spec.stage, spec.backend, outcome.detail)
     return outcome
+
+
+def note_load_checks(store: Volume, profile: Profile, checks: dict[str, LoadCheck]) -> None:
+    """Record a verify of each model whose stage passed its load check, noting the check.
+
+    The verify is the offline one of ``voxflow verify`` (sizes against the manifest; every
+    sha256 where a verify failed before), so the cache report's ``verified`` column says when
+    each model was last found whole and that it loads, right after the warm that loaded it.
+    """
+    catalog = load_catalog()
+    for stage, check in checks.items():
+        if not check.ok:
+            continue
+        for name in filter(None, profile.stages[stage].catalog_models()):
+            spec = catalog[name]
+            if store.verify(spec).ok:
+                passed = f"{stage}/{check.backend} in {check.seconds:.1f} s"
+                record_load_check(store.paths(spec), passed)
 
 
 def outcome_rows(outcomes: list[WarmOutcome], checks: dict[str, LoadCheck]) -> list[dict]:
