@@ -35,8 +35,8 @@ FIELD = "//div[contains(concat(' ', normalize-space(@class), ' '), ' schema-form
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, warm_store) -> Iterator[Stack]:
-    """A Prefect server, transcribe/cpu and subtitle/cpu deployed from prefect.yaml (the store
-    the warmed cpu volume), and a process worker on the `cpu` pool."""
+    """A Prefect server, transcribe/cpu and subtitle/cpu deployed from prefect.yaml onto the
+    session's warmed cpu volume, and a process worker on the `cpu` pool."""
     tmp = tmp_path_factory.mktemp("ui-form")
     guard = tmp / "netguard.log"
     home = tmp / "prefect"
@@ -74,7 +74,7 @@ def flow_runs_of(stack: Stack, deployment: str) -> list:
             )
 
 
-def open_form(driver, stack: Stack, name: str) -> dict[str, object]:
+def open_form(driver, stack: Stack, name: str) -> dict:
     """Open the deployment's custom run form; its fields by title, as the page shows them."""
     base = stack.api.removesuffix("/api")
     driver.get(f"{base}/deployments/deployment/{deployment_id(stack, name)}/run")
