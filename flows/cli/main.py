@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from flows.cli import commands, runner
+from flows.cli.runs import ServerLost
 from voxflow.errors import VoxflowError
 from voxflow.settings import load_settings
 
@@ -312,13 +313,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except Exception as e:
-        if _interrupted(e):  # Prefect's engine failing while it handled the Ctrl-C
+        if _interrupted(e) and not isinstance(e, ServerLost):  # Prefect failing on a Ctrl-C
             sys.stderr.write("voxflow: interrupted; run the same command again to resume\n")
             return 1
         if args.debug:
             raise
         sys.stderr.write(f"voxflow: error: {_explain(e)}\n")
-        return e.exit_code if isinstance(e, VoxflowError) else 1
+        code = e.exit_code if isinstance(e, VoxflowError) else 1
+        if isinstance(e, ServerLost) and argv is None:
+            _leave_now(code)
+        return code
 
 
 def _interrupted(error: BaseException) -> bool:
@@ -353,6 +357,14 @@ def _leave_without_teardown() -> None:
         os._exit(_LEAVING[-1])
 
 
+def _leave_now(code: int) -> None:
+    """End the process at once: Prefect's exit handlers would try, for seconds each, to send
+    its last events and logs to a server that has ended."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def _explain(error: Exception) -> str:
     """One line for a failure: ours say what to run; others name their type and --debug."""
     if isinstance(error, VoxflowError):
@@ -369,9 +381,12 @@ def _explain(error: Exception) -> str:
 
 
 class _NoFailureEcho(logging.Filter):
-    """Drops Prefect's console reports of a failed flow or task run: the CLI says it once."""
+    """Drops Prefect's console reports of a failed flow or task run (the CLI says it once), and
+    of the hook that records each run (:mod:`flows.cli.runs`: voxflow's, not the run's)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith("prefect") and "'_record_running'" in record.getMessage():
+            return False
         if not record.name.startswith(("prefect.flow_runs", "prefect.task_runs")):
             return True
         if record.levelno >= logging.ERROR:
