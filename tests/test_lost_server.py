@@ -12,9 +12,10 @@ import time
 import urllib.request
 from pathlib import Path
 
+import yaml
 from local_servers import server_process, server_record
 
-from conftest import SAMPLE, run_cli
+from conftest import ROOT, SAMPLE, run_cli
 
 _LOOPBACK = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -135,3 +136,63 @@ def test_a_killed_command_leaves_a_run_that_the_next_command_marks_crashed(
     state = _flow_run(home, killed)["state"]
     assert (state["type"], state["message"]) == ("CRASHED", message)
     assert _runs_in_flight(home) == []
+
+
+def test_every_deployment_sends_heartbeats():
+    """Every deployment's run sends Prefect's flow-run heartbeats, which the zombie automation
+    watches (docs/operators.md, 4b), at Prefect's least interval or more."""
+    config = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    for deployment in config["deployments"]:
+        env = deployment["work_pool"]["job_variables"]["env"]
+        assert int(env["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"]) >= 30, deployment["name"]
+
+
+_ZOMBIE_CHECK = """
+import asyncio, os, sys, time
+import yaml
+from flows.cli import server
+os.environ.update(server.client_environment(server.read()))
+from prefect import flow, get_client
+from prefect.events import emit_event
+from prefect.events.schemas.automations import AutomationCore
+from prefect.states import Running
+
+async def main():
+    automation = yaml.safe_load(sys.stdin.read())
+    automation["trigger"]["within"] = 10  # the documented 90 s, shorter for the test
+    async with get_client() as client:
+        await client.create_automation(AutomationCore.model_validate(automation))
+        run = await client.create_flow_run(flow(name="zombie")(lambda: None), state=Running())
+        resource = {"prefect.resource.id": f"prefect.flow-run.{run.id}"}
+        emit_event("prefect.flow-run.heartbeat", resource)
+        deadline = time.monotonic() + 150
+        while time.monotonic() < deadline:
+            state = (await client.read_flow_run(run.id)).state
+            if state.is_crashed():
+                print(state.message)
+                return
+            await asyncio.sleep(1)
+        sys.exit(f"still {state.name} after 150 s")
+
+asyncio.run(main())
+"""
+
+
+def test_the_documented_zombie_automation_marks_a_run_without_heartbeats_crashed(local):
+    """The automation in docs/operators.md, created on a real server: a run that sent one
+    heartbeat and then nothing is marked Crashed with its message."""
+    doc = (ROOT / "docs" / "operators.md").read_text()
+    automation = doc.split("```yaml\nname: voxflow - crash zombie flow runs", 1)[1]
+    automation = "name: voxflow - crash zombie flow runs" + automation.split("```", 1)[0]
+    started = run_cli(["server", "start"], local, timeout=300)
+    assert started.returncode == 0, started.stderr
+    check = subprocess.run(
+        [sys.executable, "-c", _ZOMBIE_CHECK],
+        input=automation,
+        env=local,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert check.returncode == 0, check.stderr[-3000:]
+    assert check.stdout.strip() == yaml.safe_load(automation)["actions"][0]["message"]
