@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -12,10 +13,12 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
 import yaml
 from local_servers import server_process, server_record
 
 from conftest import ROOT, SAMPLE, run_cli
+from flows.cli.processes import ProcessId
 
 _LOOPBACK = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -30,18 +33,19 @@ def _command(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
     )
 
 
-def _await(found, what: str, command: subprocess.Popen[str], timeout: float = 240):
+def _await(found, what: str, command: subprocess.Popen[str] | None = None, timeout=240.0):
     """What ``found()`` returns once it is truthy, polled; fails if ``command`` ends first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = found()
         if value:
             return value
-        if command.poll() is not None:
+        if command is not None and command.poll() is not None:
             out, err = command.communicate()
             raise AssertionError(f"the command ended before {what}:\n{out}{err}")
         time.sleep(0.1)
-    command.kill()
+    if command is not None:
+        command.kill()
     raise AssertionError(f"no {what} within {timeout} s")
 
 
@@ -72,17 +76,37 @@ def _long_sample(folder: Path) -> Path:
     return long
 
 
+def _runner(env: dict[str, str], store: str, scratch: Path) -> ProcessId:
+    """The local runner a first command leaves, once it is ready (its models loaded)."""
+    first = run_cli(
+        ["transcribe", str(SAMPLE), "--profile", "cpu", "--store", store, "--output",
+         str(scratch / "first")], env,
+    )  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        line = run_cli(["server", "status"], env).stdout.strip().splitlines()[-1]
+        found = re.match(r"local runner \(pid (\d+)\)", line)
+        if found:
+            return ProcessId.of(int(found.group(1)))
+        time.sleep(0.5)
+    raise AssertionError(f"no local runner came up: {line!r}")
+
+
+@pytest.mark.parametrize("runner", [False, True], ids=["own process", "in the runner"])
 def test_a_lost_local_server_fails_the_command_in_one_line_and_the_next_resumes(
-    warm_store, local, tmp_path
+    warm_store, local, tmp_path, runner
 ):
     """The server killed while ASR runs: within 10 s the command exits 1 with one line that
-    names the server's pid and the output folder, no Prefect traceback; the finished stages
-    stay, and the same command again starts a server, marks the lost run Crashed and reuses
-    them."""
-    env = {**local, "VOXFLOW_RUNNER": "0"}
+    names the server's pid and the output folder, no Prefect traceback, in its own process as
+    in the local runner (whose models are loaded: its ASR is in native code at once); the
+    finished stages stay, and the same command again starts a server, marks the lost run
+    Crashed and reuses them."""
+    env = local if runner else {**local, "VOXFLOW_RUNNER": "0"}
     home, output = Path(env["PREFECT_HOME"]), tmp_path / "out"
     args = ["transcribe", str(_long_sample(tmp_path)), "--profile", "cpu",
             "--store", warm_store.root, "--output", str(output)]  # fmt: skip
+    ran_by = _runner(env, warm_store.root, tmp_path) if runner else None
     command = _command(args, env)
     _await(lambda: list(output.glob("*/records/stages/vad.json")), "VAD record", command)
     server = server_process(home)
@@ -103,6 +127,8 @@ def test_a_lost_local_server_fails_the_command_in_one_line_and_the_next_resumes(
     stages = next(output.glob("*/records/stages"))
     assert {"extract.json", "vad.json"} <= {p.name for p in stages.iterdir()}
     (lost,) = _runs_in_flight(home)
+    if ran_by is not None:  # its run is Crashed once the runner has left (its server is gone)
+        _await(lambda: not ran_by.running(), "end of the runner")
 
     again = run_cli(args, env)
     assert again.returncode == 0, again.stderr
@@ -149,6 +175,7 @@ def test_every_deployment_sends_heartbeats():
 
 _ZOMBIE_CHECK = """
 import asyncio, os, sys, time
+import pytest
 import yaml
 from flows.cli import server
 os.environ.update(server.client_environment(server.read()))

@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from flows.cli import commands, runner
+from flows.cli import commands, runner, runs
 from flows.cli.runs import ServerLost
 from voxflow.errors import VoxflowError
 from voxflow.settings import load_settings
@@ -277,6 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command in _FLOW_COMMANDS and argv is None:  # the process is this command's
         atexit.register(_leave_without_teardown)
+        runs.when_stuck(_say_and_leave)
     for key, value in _PROCESS_ENV.items():
         # The warm is the one command that may reach the hub (hf:// sources).
         if not (key == "HF_HUB_OFFLINE" and args.command == "warm"):
@@ -355,6 +356,12 @@ def _leave_without_teardown() -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(_LEAVING[-1])
+
+
+def _say_and_leave(line: str) -> None:
+    """A command its lost server left stuck (:func:`flows.cli.runs.when_stuck`): say why, end."""
+    sys.stderr.write(f"voxflow: error: {line}\n")
+    _leave_now(ServerLost.exit_code)
 
 
 def _leave_now(code: int) -> None:

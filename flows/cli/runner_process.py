@@ -28,7 +28,7 @@ import time
 import traceback
 from typing import BinaryIO
 
-from flows.cli import processes, runner, server
+from flows.cli import processes, runner, runs, server
 from flows.cli.processes import ProcessId
 from voxflow.atomic import write_json
 
@@ -266,6 +266,13 @@ def _caller_umask(request: dict) -> int:
     return 0o077
 
 
+def _end_for_caller(line: str) -> None:
+    """A command its lost server left stuck in a model's native code (:mod:`flows.cli.runs`):
+    end it for its caller; the runner leaves once it unwinds, its server being gone."""
+    sys.stderr.write(f"voxflow: error: {line}\n")
+    _CALLER.detach(1)
+
+
 def _watch(reader: BinaryIO) -> None:
     """Interrupt the command on the caller's Ctrl-C, or when the caller is gone."""
     try:
@@ -354,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     idle_s = float(os.environ.get("VOXFLOW_RUNNER_IDLE_S") or runner.IDLE_S)
     serving = Runner(options.key, api, bound, idle_s)
     signal.signal(signal.SIGTERM, serving.stop_soon)
+    runs.when_stuck(_end_for_caller)
     if options.profile and options.store:
         try:
             serving.models = preload(options.profile, options.store)

@@ -6,7 +6,8 @@ local server's process is still the recorded one (:meth:`ProcessId.running`). On
 it interrupts the command (a signal to the main thread, again each second while the run unwinds,
 since Prefect's client would otherwise wait out its retries against a server that will not
 answer), and the run ends in :class:`ServerLost`: one line saying that outputs written so far
-stay, and that the same command again starts a server and reuses the finished stages.
+stay, and that the same command again starts a server and reuses the finished stages. A command
+held longer in a model's native code is ended as :func:`when_stuck` says.
 
 **A killed run is marked Crashed.** When a flow run enters Running, its id is recorded in the
 Prefect home with the process that runs it (pid and start time); the record goes once the run
@@ -21,6 +22,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -56,11 +58,25 @@ class ServerLost(VoxflowError):
         )
 
 
+GRACE_S = 5.0
+"""How long a command has to unwind once its server ended before :func:`when_stuck` acts: its
+main thread may be in a model's native code (a batch of ASR windows), which no signal ends."""
+
+_STUCK: list[Callable[[str], None]] = []
+
+
+def when_stuck(act: Callable[[str], None]) -> None:
+    """Have ``act`` called with the :class:`ServerLost` line when a command has not unwound
+    :data:`GRACE_S` after its server ended: a process of its own (the CLI) writes the line and
+    ends. It is called under the watch's lock, so the command's own line never follows it."""
+    _STUCK[:] = [act]
+
+
 class _Watch:
     """The thread that interrupts the command once the server's process is gone."""
 
-    def __init__(self, server: ProcessId) -> None:
-        self.server = server
+    def __init__(self, server: ProcessId, output: Path) -> None:
+        self.server, self.output = server, output
         self.lost = threading.Event()
         self._done = threading.Event()
         self._lock = threading.Lock()
@@ -76,10 +92,14 @@ class _Watch:
         else:
             return
         self.lost.set()
+        stuck_at = time.monotonic() + GRACE_S
         while not self._done.is_set():
             with self._lock:  # never once the watched block has ended
                 if self._done.is_set():
                     return
+                if stuck_at is not None and time.monotonic() >= stuck_at and _STUCK:
+                    _STUCK[0](str(ServerLost(self.server.pid, self.output)))
+                    stuck_at = None  # once; the command still has to unwind
                 signal.pthread_kill(self._main, _SIGNAL)
             self._done.wait(_AGAIN_S)
 
@@ -99,7 +119,7 @@ def watched(server: ProcessId, output: Path) -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():  # no signal reaches it
         yield
         return
-    watch = _Watch(server)
+    watch = _Watch(server, output)
     previous = signal.signal(_SIGNAL, signal.default_int_handler)  # raises KeyboardInterrupt
     # Prefect's API log worker writes each failure to send to stderr, without a line end, when
     # this is set: a server lost meanwhile is said once, by this watch (the CLI owns its
