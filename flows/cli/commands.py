@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from flows.cli import runner
+from flows.cli import runs as runs_in_flight
 from voxflow.errors import BadInput, VoxflowError
 from voxflow.settings import load_settings
 
@@ -84,7 +85,7 @@ def transcribe(args: argparse.Namespace) -> int:
             _out(f"  {fmt:5} {path}")
         _out(_check_line(record.get("subtitles")))
 
-    return _each_media(runs, lambda run: transcribe_flow(**run.request.parameters()), report)
+    return _each_media(runs, transcribe_flow, report)
 
 
 def subtitle(args: argparse.Namespace) -> int:
@@ -102,7 +103,7 @@ def subtitle(args: argparse.Namespace) -> int:
             for fmt, path in paths.items():
                 _out(f"  {language:>3} {fmt:5} {path}")
 
-    return _each_media(runs, lambda run: subtitle_flow(**run.request.parameters()), report)
+    return _each_media(runs, subtitle_flow, report)
 
 
 def _check_line(check: dict[str, Any] | None) -> str:
@@ -140,15 +141,22 @@ def _checked_runs(requests: list[Any]) -> list[Any]:
 
 def _each_media(
     runs: list[Any],
-    run_one: Callable[[Any], dict[str, Any]],
+    flow: Callable[..., dict[str, Any]],
     report: Callable[[str, dict[str, Any]], None],
 ) -> int:
-    """Run one flow per file; with several files a failure is reported and the rest go on."""
+    """Run one flow per file; with several files a failure is reported and the rest go on, but
+    a lost local server ends the command (:mod:`flows.cli.runs`)."""
+    local = runs_in_flight.local_server()
+    if local is not None:
+        runs_in_flight.mark_crashed(lambda line: sys.stderr.write(f"voxflow: {line}\n"))
+        flow = runs_in_flight.recording(flow)
     failed = 0
     for run in runs:
         media = run.request.media
         try:
-            record = run_one(run)
+            record = _run_flow(flow, run, local)
+        except runs_in_flight.ServerLost:
+            raise
         except VoxflowError as e:
             if len(runs) == 1:
                 raise
@@ -157,6 +165,20 @@ def _each_media(
             continue
         report(media, record)
     return 1 if failed else 0
+
+
+def _run_flow(flow: Callable[..., dict[str, Any]], run: Any, local: Any) -> dict[str, Any]:
+    """One flow run, watched while it runs against the local server; its record in the Prefect
+    home goes once it ended here (a lost server leaves it, for the next command to mark)."""
+    if local is None:
+        return flow(**run.request.parameters())
+    before = runs_in_flight.in_flight()
+    with runs_in_flight.watched(local.process, run.output):
+        try:
+            return flow(**run.request.parameters())
+        finally:
+            if local.process.running():
+                runs_in_flight.finished(runs_in_flight.in_flight() - before)
 
 
 def server(args: argparse.Namespace) -> int:

@@ -12,7 +12,8 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from flows.cli import commands, runner
+from flows.cli import commands, runner, runs
+from flows.cli.runs import ServerLost
 from voxflow.errors import VoxflowError
 from voxflow.settings import QUIET, load_settings, run_environment
 
@@ -199,6 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command in _FLOW_COMMANDS and argv is None:  # the process is this command's
         atexit.register(_leave_without_teardown)
+        runs.when_stuck(_say_and_leave)
     # The warm is the one command that may reach the hub (hf:// sources): it leaves the
     # offline switches as the user set them.
     table = QUIET if args.command == "warm" else run_environment()
@@ -238,13 +240,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except Exception as e:
-        if _interrupted(e):  # Prefect's engine failing while it handled the Ctrl-C
+        if _interrupted(e) and not isinstance(e, ServerLost):  # Prefect failing on a Ctrl-C
             sys.stderr.write("voxflow: interrupted; run the same command again to resume\n")
             return 1
         if args.debug:
             raise
         sys.stderr.write(f"voxflow: error: {_explain(e)}\n")
-        return e.exit_code if isinstance(e, VoxflowError) else 1
+        code = e.exit_code if isinstance(e, VoxflowError) else 1
+        if isinstance(e, ServerLost) and argv is None:
+            _leave_now(code)
+        return code
 
 
 def _interrupted(error: BaseException) -> bool:
@@ -279,6 +284,20 @@ def _leave_without_teardown() -> None:
         os._exit(_LEAVING[-1])
 
 
+def _say_and_leave(line: str) -> None:
+    """A command its lost server left stuck (:func:`flows.cli.runs.when_stuck`): say why, end."""
+    sys.stderr.write(f"voxflow: error: {line}\n")
+    _leave_now(ServerLost.exit_code)
+
+
+def _leave_now(code: int) -> None:
+    """End the process at once: Prefect's exit handlers would try, for seconds each, to send
+    its last events and logs to a server that has ended."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def _explain(error: Exception) -> str:
     """One line for a failure: ours say what to run; others name their type and --debug."""
     if isinstance(error, VoxflowError):
@@ -295,9 +314,12 @@ def _explain(error: Exception) -> str:
 
 
 class _NoFailureEcho(logging.Filter):
-    """Drops Prefect's console reports of a failed flow or task run: the CLI says it once."""
+    """Drops Prefect's console reports of a failed flow or task run (the CLI says it once), and
+    of the hook that records each run (:mod:`flows.cli.runs`: voxflow's, not the run's)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith("prefect") and "'_record_running'" in record.getMessage():
+            return False
         if not record.name.startswith(("prefect.flow_runs", "prefect.task_runs")):
             return True
         if record.levelno >= logging.ERROR:

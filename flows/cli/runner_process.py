@@ -29,7 +29,7 @@ import time
 import traceback
 from typing import BinaryIO
 
-from flows.cli import processes, runner, server
+from flows.cli import processes, runner, runs, server
 from flows.cli import runner_wire as wire
 from flows.cli.processes import ProcessId
 from flows.cli.runner_door import Door, refuse
@@ -313,6 +313,13 @@ def _interrupt_command(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
 
+def _end_for_caller(line: str) -> None:
+    """A command its lost server left stuck in a model's native code (:mod:`flows.cli.runs`):
+    end it for its caller; the runner leaves once it unwinds, its server being gone."""
+    sys.stderr.write(f"voxflow: error: {line}\n")
+    _CALLER.detach(1)
+
+
 def _watch(reader: BinaryIO) -> None:
     """Interrupt the command on the caller's Ctrl-C, or when the caller is gone."""
     try:
@@ -398,6 +405,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     for name in _WARM_IMPORTS:
         importlib.import_module(name)
+    runs.when_stuck(_end_for_caller)
     models: list[str] = []
     if options.profile and options.store:
         try:
