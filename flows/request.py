@@ -53,7 +53,9 @@ class RunOptions(BaseModel):
         "auto",
         description="Hardware profile: cpu, cpu-en, cuda, mlx, openvino (or a .yaml path on "
         "the command line), or auto to pick by this machine's hardware.",
-        json_schema_extra=form("Hardware profile", **choices(["auto", *list_profiles()])),
+        # Free text: a deployment may name a profile file of its own (`profile: /srv/hub.yaml`);
+        # every deployment in prefect.yaml pins one, which the form shows.
+        json_schema_extra=form("Hardware profile"),
     )
     formats: Annotated[list[str], Flag("--format", metavar="FORMATS", comma=True)] = Field(
         list(FORMATS),

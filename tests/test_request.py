@@ -61,7 +61,7 @@ def test_the_form_has_no_type_toggles_and_fixed_values_as_choices(flow, model):
     assert properties["separate"]["enum"] == ["profile", "on", "off"]
     assert set(properties["formats"]["items"]["enum"]) == {"srt", "vtt", "json", "txt"}
     assert "netflix-en" in properties["subtitle_rules"]["enum"]
-    assert "cpu" in properties["profile"]["enum"]
+    assert "enum" not in properties["profile"]  # a deployment may name a profile file
     assert properties["speakers"]["minimum"] == 0
     if "target_languages" in properties:
         assert properties["target_languages"]["minItems"] == 1

@@ -22,7 +22,6 @@ from test_long_media import recording
 
 from browser import chromium, screenshot, shot_on_failure, wait_for_text, wait_until
 from conftest import ROOT, cli_env
-from profiles import list_profiles
 from servers import prefect_server, prefect_worker
 from tasks.subtitles import FORMATS
 from tasks.subtitles.rules import RULE_SETS
@@ -128,16 +127,15 @@ def test_the_transcribe_form_has_no_type_toggles_and_offers_its_fixed_values(dri
         assert not [title for title in fields if "_" in title or title == "Output Dir"]
 
         formats = choice(fields["Output formats"], multiple=True)
-        assert values(formats) == ["srt", "vtt", "json", "txt"] == list(FORMATS)
+        assert values(formats) == list(FORMATS) and {"srt", "vtt", "json", "txt"} <= set(FORMATS)
         assert [o.get_attribute("value") for o in formats.all_selected_options] == list(FORMATS)
         for title in ("Label speakers", "Isolate the voice"):
             switch = choice(fields[title])
             assert values(switch) == ["profile", "on", "off"], title
             assert switch.first_selected_option.get_attribute("value") == "profile", title
         assert values(choice(fields["Subtitle rules"])) == ["profile", *RULE_SETS]
-        profile = choice(fields["Hardware profile"])
-        assert values(profile) == ["auto", *list_profiles()]
-        assert profile.first_selected_option.get_attribute("value") == "cpu"  # the deployment's
+        # Free text (a deployment may name a profile file), showing the one it pins.
+        assert text_of(fields["Hardware profile"]) == "cpu"
 
         # The folders the deployment's runs really use (prefect.yaml's parameters).
         assert text_of(fields["Output folder"]) == str(stack.output)
