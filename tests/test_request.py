@@ -59,7 +59,8 @@ def test_the_form_has_no_type_toggles_and_fixed_values_as_choices(flow, model):
     properties = form["properties"]
     assert properties["diarize"]["enum"] == ["profile", "on", "off"]
     assert properties["separate"]["enum"] == ["profile", "on", "off"]
-    assert set(properties["formats"]["items"]["enum"]) == {"srt", "vtt", "json", "txt"}
+    enum = set(properties["formats"]["items"]["enum"])
+    assert enum == {"srt", "vtt", "json", "txt", "ttml", "ass"}
     assert "netflix-en" in properties["subtitle_rules"]["enum"]
     assert "enum" not in properties["profile"]  # a deployment may name a profile file
     assert properties["speakers"]["minimum"] == 0

@@ -7,6 +7,7 @@ them into one line). Cheap checks come first, so bad input fails before a Prefec
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import sys
@@ -304,19 +305,30 @@ def _runner_line() -> str:
 
 
 def check(args: argparse.Namespace) -> int:
-    from tasks.subtitles.check import lint, read_subtitles, report
+    """Lint every file given; the exit status is the worst of them: 2 for a file that could
+    not be read (its one line on stderr), 1 for violations, 0 when all keep the rules."""
+    from tasks.subtitles.check import check_file, report, summary
     from tasks.subtitles.rules import rule_set
 
     rules = rule_set(args.rules)
     if args.fps is not None:
         rules = rules.with_options({"fps": args.fps})
-    found = 0
+    worst, files = 0, []
     for file in args.files:
-        cues = read_subtitles(file)
-        violations = lint(cues, rules)
-        found += len(violations)
-        _out(report(file, cues, violations, rules))
-    return 1 if found else 0
+        try:
+            count, violations = check_file(file, rules)
+        except BadInput as e:
+            sys.stderr.write(f"voxflow: error: {e}\n")
+            files.append({"file": file, "error": str(e)})
+            worst = max(worst, e.exit_code)
+            continue
+        worst = max(worst, 1 if violations else 0)
+        files.append({"file": file, **summary(count, violations, rules)})
+        if not args.json:
+            _out(report(file, count, violations, rules))
+    if args.json:
+        _out(json.dumps({"rules": rules.name, "exit_code": worst, "files": files}, indent=2))
+    return worst
 
 
 def profiles(args: argparse.Namespace) -> int:

@@ -130,7 +130,10 @@ def _parser() -> argparse.ArgumentParser:
         "check",
         help="lint subtitle files (SRT, WebVTT, from any tool) against a broadcaster's rules",
     )
-    p.add_argument("files", nargs="+", metavar="FILE", help=".srt or .vtt files")
+    p.add_argument("files", nargs="+", metavar="FILE", help=".srt or .vtt files, each checked")
+    p.add_argument(
+        "--json", action="store_true", help="print one JSON report of every file, for pipelines"
+    )
     _rules_options(p, default="netflix-en")
     p.set_defaults(run=commands.check)
 

@@ -2,7 +2,8 @@
 
 Cues come from the subtitle compiler (:mod:`tasks.subtitles.layout`) under a named rule set
 (:mod:`tasks.subtitles.rules`, ``netflix-en`` by default); :mod:`tasks.subtitles.check` lints
-any subtitle file against the same rules. The renderers (SRT, WebVTT, plain text, JSON) and
+any subtitle file against the same rules. The cue formats (SRT, WebVTT, TTML in the IMSC 1.1
+Text profile, ASS) are rendered in :mod:`tasks.subtitles.formats`; plain text, JSON and
 :func:`write_outputs` sit here.
 """
 
@@ -12,6 +13,8 @@ import json
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from tasks.subtitles import formats as render
+from tasks.subtitles.formats import format_timestamp
 from tasks.subtitles.layout import Cue, compile_cues, speaker_prefix
 from tasks.subtitles.rules import DEFAULT_RULES, RuleSet, rule_set
 from tasks.transcript import Transcript
@@ -33,7 +36,9 @@ __all__ = [
     "write_outputs",
 ]
 
-FORMATS = ("srt", "vtt", "json", "txt")
+FORMATS = ("srt", "vtt", "json", "txt", "ttml", "ass")
+
+_CUE_FORMATS = frozenset({"srt", "vtt", "ttml", "ass"})
 
 _DEFAULT_RULES = rule_set(DEFAULT_RULES)
 
@@ -47,20 +52,6 @@ def make_cues(transcript: Transcript, rules: RuleSet = _DEFAULT_RULES) -> list[C
     return compile_cues(transcript, rules)
 
 
-def format_timestamp(seconds: float, sep: str = ",") -> str:
-    """Format seconds as ``HH:MM:SS,mmm`` (nearest millisecond; hours grow past two digits).
-
-    Args:
-        seconds: Time from the start of the media; negative values count as zero.
-        sep: Separator before the milliseconds: ``","`` for SRT, ``"."`` for WebVTT.
-    """
-    total_ms = max(0, round(seconds * 1000))
-    hours, rest = divmod(total_ms, 3_600_000)
-    minutes, rest = divmod(rest, 60_000)
-    secs, millis = divmod(rest, 1000)
-    return f"{hours:02d}:{minutes:02d}:{secs:02d}{sep}{millis:03d}"
-
-
 def to_srt(
     transcript: Transcript, rules: RuleSet = _DEFAULT_RULES, cues: list[Cue] | None = None
 ) -> str:
@@ -68,13 +59,7 @@ def to_srt(
 
     ``cues``, when given, are the transcript's cues under ``rules`` already laid out.
     """
-    blocks = []
-    for number, cue in enumerate(cues or make_cues(transcript, rules), 1):
-        lines = list(cue.lines)
-        lines[0] = speaker_prefix(cue.speaker) + lines[0]
-        times = f"{format_timestamp(cue.start)} --> {format_timestamp(cue.end)}"
-        blocks.append(f"{number}\n{times}\n" + "\n".join(lines) + "\n")
-    return "\n".join(blocks)
+    return render.srt(make_cues(transcript, rules) if cues is None else cues)
 
 
 def to_vtt(
@@ -84,14 +69,7 @@ def to_vtt(
 
     The cues are the same as SRT's (room for the speaker prefix included), so both files agree.
     """
-    blocks = ["WEBVTT\n"]
-    for cue in cues or make_cues(transcript, rules):
-        lines = [_vtt_escape(line) for line in cue.lines]
-        if cue.speaker:
-            lines[0] = f"<v {_vtt_escape(cue.speaker)}>{lines[0]}"
-        times = f"{format_timestamp(cue.start, '.')} --> {format_timestamp(cue.end, '.')}"
-        blocks.append(f"{times}\n" + "\n".join(lines) + "\n")
-    return "\n".join(blocks)
+    return render.vtt(make_cues(transcript, rules) if cues is None else cues)
 
 
 def to_txt(transcript: Transcript) -> str:
@@ -181,11 +159,13 @@ def write_outputs(
         BadInput: A format is unknown, or none was given.
     """
     formats = parse_formats(formats)
-    if cues is None and {"srt", "vtt"} & set(formats):
+    if cues is None and _CUE_FORMATS & set(formats):
         cues = make_cues(transcript, rules)
     renderers: dict[str, Callable[[], str]] = {
-        "srt": lambda: to_srt(transcript, rules, cues),
-        "vtt": lambda: to_vtt(transcript, rules, cues),
+        "srt": lambda: render.srt(cues),
+        "vtt": lambda: render.vtt(cues),
+        "ttml": lambda: render.ttml(cues, transcript.language, rules.fps),
+        "ass": lambda: render.ass(cues),
         "json": lambda: to_json(transcript),
         "txt": lambda: to_txt(transcript),
     }
@@ -197,7 +177,3 @@ def write_outputs(
         write_text(path, renderers[fmt]())
         paths[fmt] = path
     return paths
-
-
-def _vtt_escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

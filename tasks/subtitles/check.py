@@ -1,25 +1,28 @@
 """The subtitle check: every cue of a subtitle file against a rule set, violations by rule.
 
-It reads SRT and WebVTT from any tool (``voxflow check FILE``) and is what every voxflow run
-records of its own subtitles in ``run.json``. Line breaks are judged with the compiler's own
+It reads SRT and WebVTT from any tool (``voxflow check FILE``, strictly, through
+:mod:`tasks.subtitles.reading`) and is what every voxflow run records of its own subtitles in
+``run.json``. A cue whose times are out of range or out of order, or that has no text, is a
+fault at its line; the others are linted. Line breaks are judged with the compiler's own
 scoring (:mod:`tasks.subtitles.lines`): a break is reported only when the same words have a
 better one that fits.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from tasks.subtitles.layout import Cue, reading_chars, speaker_prefix
 from tasks.subtitles.lines import break_lines, join, layout_cost
+from tasks.subtitles.reading import read_file
 from tasks.subtitles.rules import RuleSet
-from voxflow.errors import BadInput
 
 RULES = (
+    "timestamp",
+    "empty",
     "line-length",
     "lines",
     "reading-speed",
@@ -37,11 +40,40 @@ _TOLERANCE = 0.0015  # SRT and VTT keep milliseconds: 2 frames at 24 fps is 83.3
 
 @dataclass(frozen=True)
 class Violation:
-    """One rule one cue breaks. ``cue`` counts from 1, as SRT numbers cues."""
+    """One rule one cue breaks. ``cue`` counts from 1, as SRT numbers cues; ``line`` is where
+    its timing is in a file that was read (None for cues laid out by a run)."""
 
     cue: int
     rule: str
     detail: str
+    line: int | None = None
+
+
+def read_subtitles(path: str | Path) -> list[Cue]:
+    """The readable cues of an SRT or WebVTT file (:func:`tasks.subtitles.reading.read_file`).
+
+    Raises:
+        BadInput: No such file, or not SRT or WebVTT (naming the line).
+    """
+    return list(read_file(path).cues)
+
+
+def check_file(path: str | Path, rules: RuleSet) -> tuple[int, list[Violation]]:
+    """Every fault of a subtitle file: its unreadable cues and the rules its cues break, each
+    with the cue's number and line in the file, in cue order.
+
+    Returns:
+        The number of cues in the file and the violations.
+
+    Raises:
+        BadInput: No such file, or not SRT or WebVTT (naming the line).
+    """
+    file = read_file(path)
+    found = [Violation(f.cue, f.rule, f.detail, f.line) for f in file.faults]
+    for v in lint(file.cues, rules):
+        found.append(replace(v, cue=file.numbers[v.cue - 1], line=file.lines[v.cue - 1]))
+    count = len(file.cues) + len(file.faults)
+    return count, sorted(found, key=lambda v: (v.cue, RULES.index(v.rule)))
 
 
 def lint(cues: Sequence[Cue], rules: RuleSet) -> list[Violation]:
@@ -56,24 +88,36 @@ def lint(cues: Sequence[Cue], rules: RuleSet) -> list[Violation]:
     return found
 
 
-def summary(cues: Sequence[Cue], violations: Sequence[Violation], rules: RuleSet) -> dict[str, Any]:
-    """The figures a run records: cues, violations per rule (with cue numbers), per 100 cues."""
+def summary(
+    cues: Sequence[Cue] | int, violations: Sequence[Violation], rules: RuleSet
+) -> dict[str, Any]:
+    """The figures a run records: cues, violations per rule (with cue numbers), per 100 cues.
+
+    ``cues`` is the cues or their number."""
+    count = cues if isinstance(cues, int) else len(cues)
     by_rule: dict[str, list[int]] = {}
     for v in violations:
         by_rule.setdefault(v.rule, []).append(v.cue)
     return {
         "rules": rules.name,
-        "cues": len(cues),
+        "cues": count,
         "violations": len(violations),
-        "per_100_cues": round(100 * len(violations) / len(cues), 2) if cues else 0.0,
+        "per_100_cues": round(100 * len(violations) / count, 2) if count else 0.0,
         "by_rule": {rule: by_rule[rule] for rule in RULES if rule in by_rule},
-        "details": [{"cue": v.cue, "rule": v.rule, "detail": v.detail} for v in violations],
+        "details": [
+            {"cue": v.cue, "rule": v.rule, "detail": v.detail}
+            | ({"line": v.line} if v.line else {})
+            for v in violations
+        ],
     }
 
 
-def report(name: str, cues: Sequence[Cue], violations: Sequence[Violation], rules: RuleSet) -> str:
+def report(
+    name: str, cues: Sequence[Cue] | int, violations: Sequence[Violation], rules: RuleSet
+) -> str:
     """What ``voxflow check`` prints: a line for the file, then one per broken rule."""
-    head = f"{name}: {len(cues)} cues, rules {rules.name}: "
+    count = cues if isinstance(cues, int) else len(cues)
+    head = f"{name}: {count} cues, rules {rules.name}: "
     if not violations:
         return head + "no violations"
     lines = [head + f"{len(violations)} violation{'s' if len(violations) != 1 else ''}"]
@@ -82,8 +126,12 @@ def report(name: str, cues: Sequence[Cue], violations: Sequence[Violation], rule
         if hits:
             numbers = ", ".join(str(v.cue) for v in hits[:20]) + (" ..." if len(hits) > 20 else "")
             lines.append(f"  {rule} ({len(hits)}): cues {numbers}")
-            lines += [f"    cue {v.cue}: {v.detail}" for v in hits[:3]]
+            lines += [f"    cue {v.cue}{_at(v)}: {v.detail}" for v in hits[:3]]
     return "\n".join(lines)
+
+
+def _at(violation: Violation) -> str:
+    return f" (line {violation.line})" if violation.line else ""
 
 
 def _cue_faults(cue: Cue, rules: RuleSet) -> list[tuple[str, str]]:
@@ -158,67 +206,3 @@ def _better_break(cue: Cue, rules: RuleSet) -> str | None:
 
 def _words(line: str, rules: RuleSet) -> list[str]:
     return line.split() if rules.joiner else [c for c in line if not c.isspace()]
-
-
-# -- reading SRT and WebVTT ----------------------------------------------------------------
-
-_TIME = re.compile(
-    r"^\s*(?P<a>(?:\d+:)?\d{1,2}:\d{2}[,.]\d{1,3})\s*-->\s*(?P<b>(?:\d+:)?\d{1,2}:\d{2}[,.]\d{1,3})"
-)
-_TAG = re.compile(r"<[^>]*>|\{\\[^}]*\}")
-_VOICE = re.compile(r"^<v(?:\.[^ >]*)?\s+([^>]*)>")
-
-
-def read_subtitles(path: str | Path) -> list[Cue]:
-    """The cues of an SRT or WebVTT file, tags removed (a WebVTT voice is the cue's speaker).
-
-    Raises:
-        BadInput: No such file, or not SRT or WebVTT (names the first line it cannot read).
-    """
-    file = Path(path)
-    if not file.is_file():
-        raise BadInput(f"{file} does not exist or is not a file; expected an .srt or .vtt file")
-    try:
-        text = file.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise BadInput(
-            f"{file} is not UTF-8 text ({e.reason}); expected an .srt or .vtt file"
-        ) from e
-    if not text.strip():
-        raise BadInput(f"{file} has no cues; expected an .srt or .vtt file with at least one")
-    blocks = re.split(r"\n\s*\n", text.replace("\r\n", "\n").replace("\r", "\n").strip())
-    cues: list[Cue] = []
-    for block in blocks:
-        lines = block.split("\n")
-        if lines[0].startswith(("WEBVTT", "NOTE", "STYLE", "REGION")):
-            continue
-        at = next((k for k, line in enumerate(lines[:3]) if _TIME.match(line)), None)
-        if at is None:
-            raise BadInput(
-                f"{file} is not an SRT or WebVTT file: no cue timing in {lines[0][:60]!r} "
-                "(expected e.g. 00:00:01,000 --> 00:00:02,500)"
-            )
-        times = _TIME.match(lines[at])
-        assert times is not None
-        speaker = None
-        body = []
-        for line in lines[at + 1 :]:
-            voice = _VOICE.match(line)
-            if voice and speaker is None:
-                speaker = voice.group(1).strip() or None
-            clean = _TAG.sub("", line).strip()
-            if clean:
-                body.append(clean)
-        if body:
-            cues.append(Cue(_seconds(times["a"]), _seconds(times["b"]), tuple(body), speaker))
-    if not cues:
-        raise BadInput(f"{file} has no cues; expected an .srt or .vtt file with at least one")
-    return cues
-
-
-def _seconds(stamp: str) -> float:
-    parts = stamp.replace(",", ".").split(":")
-    seconds = float(parts[-1])
-    for k, value in enumerate(reversed(parts[:-1]), 1):
-        seconds += int(value) * 60**k
-    return seconds
