@@ -38,6 +38,9 @@ from voxflow.settings import load_settings
 OnColdCache = Literal["fail", "warm"]
 """What an inference run does on a cold volume: fail naming the command, or warm and go on."""
 
+TRANSCRIBE_FORMATS = ("srt", "vtt", "json", "txt")
+"""The transcribe flow's formats when a run names none (TTML and ASS when asked for)."""
+
 SUBTITLE_FORMATS = ("srt", "vtt", "json")
 """The subtitle flow's formats when a run names none."""
 
@@ -58,8 +61,9 @@ class RunOptions(BaseModel):
         json_schema_extra=form("Hardware profile"),
     )
     formats: Annotated[list[str], Flag("--format", metavar="FORMATS", comma=True)] = Field(
-        list(FORMATS),
-        description="Output formats: srt, vtt, json, txt.",
+        list(TRANSCRIBE_FORMATS),
+        description="Output formats: srt, vtt, json, txt, ttml (IMSC 1.1 Text, for "
+        "broadcasters), ass (for subtitle editors).",
         json_schema_extra=form(
             "Output formats", items={"type": "string", **choices(FORMATS)}, uniqueItems=True
         ),
@@ -225,7 +229,8 @@ class SubtitleRequest(RunOptions):
     )
     formats: Annotated[list[str], Flag("--format", metavar="FORMATS", comma=True)] = Field(
         list(SUBTITLE_FORMATS),
-        description="Output formats: srt, vtt, json, txt.",
+        description="Output formats: srt, vtt, json, txt, ttml (IMSC 1.1 Text, for "
+        "broadcasters), ass (for subtitle editors).",
         json_schema_extra=form(
             "Output formats", items={"type": "string", **choices(FORMATS)}, uniqueItems=True
         ),

@@ -111,7 +111,7 @@ def test_media_named_like_voxflows_records_keeps_outputs_and_records_apart(
     for name in RECORD_NAMES:
         job = next((tmp_path / "out").glob(f"{name}-*"))
         assert sorted(p.name for p in job.iterdir()) == sorted(
-            ["records", *(f"{name}.{fmt}" for fmt in ("json", "srt", "txt", "vtt", "ttml", "ass"))]
+            ["records", *(f"{name}.{fmt}" for fmt in ("json", "srt", "txt", "vtt"))]
         )
         output = json.loads((job / f"{name}.json").read_text())
         assert "from the store" in normalise(" ".join(s["text"] for s in output["segments"]))

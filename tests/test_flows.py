@@ -100,7 +100,7 @@ def test_transcribe_writes_every_format_and_a_run_record(sample_run):
     job = Path(record["outputs"]["srt"]).parent
 
     assert job.parent == out and job.name.startswith("sample-")
-    assert set(record["outputs"]) == {"srt", "vtt", "json", "txt", "ttml", "ass"}
+    assert set(record["outputs"]) == {"srt", "vtt", "json", "txt"}
     assert all(Path(p).stat().st_size > 0 for p in record["outputs"].values())
     on_disk = json.loads((job / "records" / "run.json").read_text())
     assert on_disk["profile"] == "cpu"
