@@ -45,6 +45,22 @@ SUBTITLE_FORMATS = ("srt", "vtt", "json")
 """The subtitle flow's formats when a run names none."""
 
 
+Formats = Annotated[list[str], Flag("--format", metavar="FORMATS", comma=True)]
+"""Output formats: a multi-select on the form, ``--format srt,vtt`` on the command line."""
+
+
+def formats_field(default: tuple[str, ...]) -> Any:
+    """The ``formats`` field, with the formats a run writes when it names none."""
+    return Field(
+        list(default),
+        description="Output formats: srt, vtt, json, txt, ttml (IMSC 1.1 Text, for "
+        "broadcasters), ass (for subtitle editors).",
+        json_schema_extra=form(
+            "Output formats", items={"type": "string", **choices(FORMATS)}, uniqueItems=True
+        ),
+    )
+
+
 class RunOptions(BaseModel):
     """What every run that transcribes is asked, besides its media (the options transcribe,
     subtitle and the inbox share). Every field has a concrete default, so the deployment form
@@ -60,14 +76,7 @@ class RunOptions(BaseModel):
         # every deployment in prefect.yaml pins one, which the form shows.
         json_schema_extra=form("Hardware profile"),
     )
-    formats: Annotated[list[str], Flag("--format", metavar="FORMATS", comma=True)] = Field(
-        list(TRANSCRIBE_FORMATS),
-        description="Output formats: srt, vtt, json, txt, ttml (IMSC 1.1 Text, for "
-        "broadcasters), ass (for subtitle editors).",
-        json_schema_extra=form(
-            "Output formats", items={"type": "string", **choices(FORMATS)}, uniqueItems=True
-        ),
-    )
+    formats: Formats = formats_field(TRANSCRIBE_FORMATS)
     output_dir: Annotated[str, Flag("--output", metavar="DIR")] = Field(
         "",
         description="Where job folders go; empty: $VOXFLOW_OUTPUT, else ./output.",
@@ -227,14 +236,7 @@ class SubtitleRequest(RunOptions):
         description="The spoken language, in any of those forms; auto: detected.",
         json_schema_extra=form("Spoken language"),
     )
-    formats: Annotated[list[str], Flag("--format", metavar="FORMATS", comma=True)] = Field(
-        list(SUBTITLE_FORMATS),
-        description="Output formats: srt, vtt, json, txt, ttml (IMSC 1.1 Text, for "
-        "broadcasters), ass (for subtitle editors).",
-        json_schema_extra=form(
-            "Output formats", items={"type": "string", **choices(FORMATS)}, uniqueItems=True
-        ),
-    )
+    formats: Formats = formats_field(SUBTITLE_FORMATS)
 
     def check(self) -> Run:
         """As transcribe's, and the languages: at least one target, each a
