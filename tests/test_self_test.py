@@ -51,7 +51,7 @@ def test_a_stage_slowed_by_a_busy_machine_fails_the_night_naming_stage_and_host(
 
     first = self_test(profile="cpu", store=warm_store.root)
 
-    assert [r["stage"] for r in first] == ["extract", "vad", "asr", "guard"]
+    assert [r["stage"] for r in first] == ["extract", "shots", "vad", "asr", "guard"]
     assert all(r["host"] == host and r["verdict"] == "first run" for r in first), first
     assert all(r["rtf"] > 0 and r["peak_mib"] > 50 for r in first), first
     assert latest_rows() == first

@@ -366,7 +366,8 @@ def test_transcribe_with_separation_feeds_the_vocals_to_vad_and_asr(tiny_store, 
         s: json.loads((job / "records" / "stages" / f"{s}.json").read_text())
         for s in record["stages"]
     }
-    assert list(record["stages"]) == ["extract", "separate", "vad", "asr", "guard"]
+    # The sample has a video stream: its shots stage runs after extract.
+    assert list(record["stages"]) == ["extract", "shots", "separate", "vad", "asr", "guard"]
     assert stage["separate"]["upstream"] == stage["extract"]["key"]
     assert stage["vad"]["upstream"] == stage["separate"]["key"]  # VAD read the vocals
     assert stage["separate"]["result"]["path"] == str(job / "records" / "vocals.wav")
