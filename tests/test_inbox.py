@@ -62,9 +62,14 @@ def test_inbox_transcribes_new_files_once_and_quarantines_failures(warm_store, t
     shutil.copy(SAMPLE, box / "talk-copy.mp4")  # same bytes: done once
     (box / "broken.mp4").write_bytes(b"this is not a video")
 
-    first = inbox(str(box), profile="cpu", output_dir=str(out), store=warm_store.root, min_age_s=0)
+    ended = inbox(str(box), profile="cpu", output_dir=str(out), store=warm_store.root,
+                  min_age_s=0, return_state=True)  # fmt: skip
+    first = ended.result()
 
     assert first == {"done": ["talk-copy.mp4"], "quarantined": ["broken.mp4"], "queued": []}
+    # The runs list tells it from a run that did every file: its state says what it moved.
+    assert ended.is_completed() and ended.name == "Quarantined"
+    assert "1 file(s) quarantined: broken.mp4" in ended.message
     assert not (box / "broken.mp4").exists()
     note = (box / "quarantine" / "broken.mp4.error.txt").read_text()
     assert (box / "quarantine" / "broken.mp4").exists() and "not a media file" in note
@@ -73,8 +78,10 @@ def test_inbox_transcribes_new_files_once_and_quarantines_failures(warm_store, t
     assert any(Path(p).exists() for e in ledger.values() for p in e.get("outputs", {}).values())
 
     (box / "later.mp4").write_bytes(SAMPLE.read_bytes())  # a known content under a new name
-    again = inbox(str(box), profile="cpu", output_dir=str(out), store=warm_store.root, min_age_s=0)
-    assert again == {"done": [], "quarantined": [], "queued": []}
+    again = inbox(str(box), profile="cpu", output_dir=str(out), store=warm_store.root,
+                  min_age_s=0, return_state=True)  # fmt: skip
+    assert again.result() == {"done": [], "quarantined": [], "queued": []}
+    assert again.name == "Completed"  # nothing moved
 
 
 @pytest.mark.usefixtures("prefect_api")

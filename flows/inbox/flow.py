@@ -25,6 +25,7 @@ from typing import Any
 from prefect import flow
 from prefect.artifacts import create_table_artifact
 from prefect.runtime import deployment, flow_run
+from prefect.states import Completed
 
 from flows.failures import fails_with_fix
 from flows.inbox.files import (
@@ -179,7 +180,7 @@ def inbox(inbox_dir: str, **options: Any) -> dict[str, list[str]]:
             + (f"; {len(left)} skipped: links and special files are never read" if left else ""),
         )
     log.info("inbox %s: %s", folder, ", ".join(f"{len(v)} {k}" for k, v in summary.items()))
-    return summary
+    return ended(summary)
 
 
 def settled_outcomes(ledger_path: Path) -> list[dict[str, Any]]:
@@ -326,7 +327,23 @@ def inbox_batch(claim: str, **options: Any) -> dict[str, list[str]]:
     log.info(
         "inbox batch %s: %s", claim[:8], ", ".join(f"{len(v)} {k}" for k, v in summary.items())
     )
-    return summary
+    return ended(summary)
+
+
+def ended(summary: dict[str, list[str]]) -> Any:
+    """How an inbox or batch run ends: its outcomes; when it quarantined files, in a Completed
+    state named ``Quarantined`` whose message names them, so the runs list tells such a run from
+    one that did every file (a caller still gets the outcomes)."""
+    moved = summary.get(QUARANTINED) or []
+    if not moved:
+        return summary
+    names = ", ".join(moved[:5]) + (f" and {len(moved) - 5} more" if len(moved) > 5 else "")
+    return Completed(
+        name="Quarantined",
+        message=f"{len(moved)} file(s) quarantined: {names}; each has a .error.txt note beside "
+        "it in the quarantine folder",
+        data=summary,
+    )
 
 
 def transcribe_file(
